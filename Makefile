@@ -1,0 +1,34 @@
+# A fresh machine needs only python3 (3.11) and this Makefile: `make run`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SAMPLES := tests/fixtures/samples
+
+.PHONY: install run test lint train release clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch==2.13.0 (CPU) is pinned in pyproject.toml, so monai does not pull a CUDA build.
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## Score the bundled sample images in-process.
+	$(BIN)/skin-plugin info
+	$(BIN)/skin-plugin score $(SAMPLES)
+
+test: $(STAMP)  ## Lint and run the whole test suite.
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+train: $(STAMP)  ## Train a new model into runs/lesioncnn (about 55 minutes on 2 cores).
+	$(BIN)/skin-plugin train --out runs/lesioncnn
+
+release: $(STAMP)  ## Package runs/lesioncnn as the shipped release (calibration, metrics, model card).
+	$(BIN)/skin-plugin package --run runs/lesioncnn --out skin_plugin/release
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

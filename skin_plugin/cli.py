@@ -1,0 +1,145 @@
+"""The ``skin-plugin`` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from skin_plugin.release import RELEASE_DIR
+
+app = typer.Typer(help="Skin-lesion batch scoring plugin (LesionCNN, HAM10000 classes). Not for clinical use.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+ModelOption = Annotated[Path, typer.Option("--model", help="Release directory or its model.json.")]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+
+@app.command()
+def info(model: ModelOption = RELEASE_DIR,
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show the deployed model: name, version, input size, classes, parameters and MACs."""
+    from skin_plugin.release import ModelRelease
+
+    release = ModelRelease.load(model)
+    m = release.manifest
+    data = {"name": m["name"], "version": m["version"], "classes": m["classes"],
+            "input_size": {"channels": m["input"]["channels"], "height": m["input"]["height"],
+                           "width": m["input"]["width"]},
+            "params": m["params"], "macs": m["macs"], "weights_sha256": m["weights"]["sha256"],
+            "calibration": m["calibration"], "license": m["license"], "intended_use": m["intended_use"]}
+    if as_json:
+        print(json.dumps(data, indent=1))
+        return
+    table = Table(title=f"{data['name']} {data['version']}", show_header=False)
+    for key in ("classes", "input_size", "params", "macs", "weights_sha256", "license", "intended_use"):
+        table.add_row(key, str(data[key]))
+    console.print(table)
+
+
+@app.command()
+def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/lesioncnn"),
+          data: Annotated[Optional[Path], typer.Option(help="HAM10000 folder (metadata.csv, images/).")] = None,
+          epochs: int = 100, patience: int = 40, max_minutes: float = 56.0, seed: int = 0,
+          max_batches_per_epoch: Annotated[int, typer.Option(help="Limit batches (smoke runs).")] = 0,
+          package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
+          ) -> None:
+    """Train LesionCNN (MONAI preprocessing), then calibrate, evaluate and package it into OUT."""
+    from training.data import DEFAULT_DATA_DIR
+    from training.package import package_release
+    from training.train import TrainConfig
+    from training.train import train as run_training
+
+    data_dir = data or DEFAULT_DATA_DIR
+    cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(out), seed=seed, max_epochs=epochs,
+                      patience=patience, max_minutes=max_minutes, max_batches_per_epoch=max_batches_per_epoch)
+    run_training(cfg)
+    if package:
+        package_release(out, out, data_dir)
+        console.print(f"release written to {out}")
+
+
+@app.command("package")
+def package_cmd(run: Annotated[Path, typer.Option(help="Training run directory.")],
+                out: Annotated[Path, typer.Option(help="Release directory to write.")] = RELEASE_DIR,
+                data: Annotated[Optional[Path], typer.Option(help="HAM10000 folder.")] = None) -> None:
+    """Calibrate a trained run on validation, evaluate it, and write the release and model card."""
+    from training.data import DEFAULT_DATA_DIR
+    from training.package import package_release
+
+    package_release(run, out, data or DEFAULT_DATA_DIR)
+    console.print(f"release written to {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format metadata CSV.")],
+                 images: Annotated[Path, typer.Option(help="Folder of <image_id>.jpg files.")],
+                 json_out: Annotated[Path, typer.Option("--json", help="Metrics JSON to write.")],
+                 model: ModelOption = RELEASE_DIR,
+                 split_file: Annotated[Optional[Path], typer.Option(help="split.csv to filter by.")] = None,
+                 split: Annotated[Optional[str], typer.Option(help="Split to keep (train/val/test).")] = None,
+                 bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs.")] = 1000,
+                 ) -> None:
+    """Score a folder of labelled images and write accuracy, AUC, calibration and confusion matrix."""
+    from skin_plugin.release import ModelRelease
+    from training.evaluate import evaluate
+
+    report = evaluate(metadata, images, ModelRelease.load(model), json_out, split_file, split,
+                      bootstrap=bootstrap)
+    keys = ("n_images", "accuracy", "balanced_accuracy", "macro_f1", "mel_auc", "ece")
+    console.print({k: round(report[k], 4) if isinstance(report[k], float) else report[k] for k in keys})
+    console.print(f"wrote {json_out} and {json_out.with_suffix('.confusion.png')}")
+
+
+def _collect_inputs(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(p)
+    return files
+
+
+@app.command()
+def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+          model: ModelOption = RELEASE_DIR,
+          json_out: Annotated[Optional[Path], typer.Option("--json", help="Write predictions JSON.")] = None,
+          ) -> None:
+    """Score images in-process and print a prediction for each."""
+    from skin_plugin.pipeline import score_files
+    from skin_plugin.release import ModelRelease
+
+    files = _collect_inputs(inputs)
+    if not files:
+        err.print("no input images found")
+        raise typer.Exit(2)
+    results = score_files(files, ModelRelease.load(model))
+    table = Table(title=f"{len(files)} image(s)")
+    for col in ("input", "prediction", "probability", "melanoma p", "status"):
+        table.add_column(col)
+    for r in results:
+        if r.error:
+            table.add_row(r.input, "-", "-", "-", f"[red]failed: {r.error}[/red]")
+        else:
+            table.add_row(r.input, r.label, f"{r.probabilities[r.label]:.3f}",
+                          f"{r.probabilities['mel']:.3f}", "ok")
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The shipped model release: weights, calibration and identity described by one ``model.json``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from skin_plugin.calibration import Calibration
+from skin_plugin.constants import CLASS_CODES
+
+RELEASE_DIR = Path(__file__).resolve().parent / "release"
+MANIFEST_NAME = "model.json"
+WEIGHTS_NAME = "lesioncnn.pt"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelRelease:
+    directory: Path
+    manifest: dict
+
+    @classmethod
+    def load(cls, path: Path | str = RELEASE_DIR) -> ModelRelease:
+        """Load a release from its directory or its ``model.json``."""
+        path = Path(path)
+        manifest_path = path if path.suffix == ".json" else path / MANIFEST_NAME
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"no model manifest at {manifest_path}")
+        manifest = json.loads(manifest_path.read_text())
+        if tuple(manifest["classes"]) != CLASS_CODES:
+            raise ValueError(f"{manifest_path}: classes {manifest['classes']} differ from {list(CLASS_CODES)}")
+        return cls(manifest_path.parent, manifest)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def weights_path(self) -> Path:
+        return self.directory / self.manifest["weights"]["file"]
+
+    @property
+    def calibration(self) -> Calibration:
+        return Calibration.from_dict(self.manifest["calibration"])
+
+    def verify(self) -> None:
+        """Raise if the weights file does not match the sha256 recorded in the manifest."""
+        expected = self.manifest["weights"]["sha256"]
+        actual = sha256_file(self.weights_path)
+        if actual != expected:
+            raise ValueError(f"{self.weights_path}: sha256 {actual} does not match manifest {expected}")

@@ -1,0 +1,54 @@
+"""PyTorch inference backend: the release's LesionCNN weights, calibrated probabilities, decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from skin_plugin.calibration import Calibration
+from skin_plugin.networks import LesionCNN
+from skin_plugin.release import ModelRelease
+from skin_plugin.transforms import normalize_batch
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: np.ndarray
+    """Calibrated class probabilities, (N, C)."""
+    labels: np.ndarray
+    """Predicted class index per image (the release's decision rule), (N,)."""
+
+
+class TorchClassifier:
+    """Scores batches of uint8 (N, 3, H, W) images with the release's PyTorch weights."""
+
+    def __init__(self, release: ModelRelease, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        release.verify()
+        self.release = release
+        self.calibration: Calibration = release.calibration
+        self.model = LesionCNN()
+        self.model.load_state_dict(torch.load(release.weights_path, map_location="cpu", weights_only=True))
+        self.model.eval().to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+               flip_tta: bool = False) -> np.ndarray:
+        """Raw logits; ``flip_tta`` averages the four flips (research only, 4x the compute)."""
+        images = torch.as_tensor(images)
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = normalize_batch(images[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
+            if flip_tta:
+                views = [x, x.flip(3), x.flip(2), x.flip(2, 3)]
+                out.append(torch.stack([self.model(v) for v in views]).mean(0))
+            else:
+                out.append(self.model(x))
+        return torch.cat(out).numpy() if out else np.empty((0, len(self.release.manifest["classes"])))
+
+    def predict(self, images: np.ndarray | torch.Tensor, flip_tta: bool = False) -> Prediction:
+        probs = self.calibration.probabilities(self.logits(images, flip_tta=flip_tta))
+        return Prediction(probs, self.calibration.decide(probs))

@@ -1,0 +1,37 @@
+"""LesionCNN budget (the paper's ~692K parameters / ~30.04M MACs) and the ResNet50 baseline."""
+
+import torch
+
+from skin_plugin.complexity import count_complexity
+from skin_plugin.constants import INPUT_HEIGHT, INPUT_WIDTH, NUM_CLASSES
+from skin_plugin.networks import LesionCNN, resnet50_baseline
+
+MAX_PARAMS = 700_000
+MAX_MACS = 30_100_000
+
+
+def test_lesioncnn_within_paper_budget():
+    c = count_complexity(LesionCNN())
+    assert c.input_shape == (3, INPUT_HEIGHT, INPUT_WIDTH)
+    assert c.params <= MAX_PARAMS, f"{c.params} parameters exceed the budget of {MAX_PARAMS}"
+    assert c.macs <= MAX_MACS, f"{c.macs} MACs per image exceed the budget of {MAX_MACS}"
+    # The budget is the paper's size, not a far smaller model.
+    assert c.params >= 0.9 * 692_000 and c.macs >= 0.9 * 30_040_000
+
+
+def test_budget_counter_catches_a_larger_model():
+    """The counter sees input size: the same network at 224x224 breaks the MAC budget."""
+    assert count_complexity(LesionCNN(), (3, 224, 224)).macs > MAX_MACS
+
+
+def test_lesioncnn_forward_shape():
+    model = LesionCNN().eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, INPUT_HEIGHT, INPUT_WIDTH))
+    assert out.shape == (2, NUM_CLASSES)
+
+
+def test_resnet50_baseline_is_the_papers_heavy_model():
+    c = count_complexity(resnet50_baseline(), (3, 224, 224))
+    assert 23_000_000 < c.params < 24_000_000  # paper: 23.9M
+    assert 3.9e9 < c.macs < 4.2e9  # paper: 4.00G at 224x224

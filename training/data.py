@@ -1,0 +1,136 @@
+"""HAM10000 metadata, the lesion-grouped split, and the decoded-image cache."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import track
+
+from skin_plugin.constants import CLASS_CODES, INPUT_HEIGHT, INPUT_WIDTH, RESIZE_MODE
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+
+
+@dataclass(frozen=True)
+class Record:
+    image_id: str
+    lesion_id: str
+    dx: str
+
+    @property
+    def label(self) -> int:
+        return CLASS_CODES.index(self.dx)
+
+
+def read_metadata(path: Path) -> list[Record]:
+    """Read a HAM10000-format metadata CSV (lesion_id,image_id,dx,...)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = {"lesion_id", "image_id", "dx"} - set(rows[0] if rows else {})
+    if missing:
+        raise ValueError(f"{path}: metadata lacks column(s) {sorted(missing)}")
+    unknown = {r["dx"] for r in rows} - set(CLASS_CODES)
+    if unknown:
+        raise ValueError(f"{path}: unknown dx value(s) {sorted(unknown)}; expected {CLASS_CODES}")
+    return [Record(r["image_id"], r["lesion_id"], r["dx"]) for r in rows]
+
+
+def lesion_groups(records: list[Record], duplicates_csv: Path | None) -> dict[str, str]:
+    """Map each lesion_id to a group id; lesions listed together as missed duplicates share one."""
+    parent = {r.lesion_id: r.lesion_id for r in records}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    if duplicates_csv is not None and duplicates_csv.exists():
+        lesion_of = {r.image_id: r.lesion_id for r in records}
+        with open(duplicates_csv, newline="") as f:
+            for row in csv.reader(f):
+                image_ids = (Path(c.strip()).stem for c in row)
+                ids = [lesion_of[i] for i in image_ids if i in lesion_of]
+                for other in ids[1:]:
+                    parent[find(other)] = find(ids[0])
+    return {lesion: find(lesion) for lesion in parent}
+
+
+def make_split(records: list[Record], duplicates_csv: Path | None, seed: int = 0) -> dict[str, str]:
+    """Assign every image to train/val/test: whole lesion groups only, stratified by class."""
+    group_of = lesion_groups(records, duplicates_csv)
+    groups_by_class: dict[str, list[str]] = defaultdict(list)
+    group_dx: dict[str, str] = {}
+    for r in records:
+        g = group_of[r.lesion_id]
+        if g not in group_dx:
+            group_dx[g] = r.dx
+            groups_by_class[r.dx].append(g)
+    rng = random.Random(seed)
+    split_of_group: dict[str, str] = {}
+    for dx in CLASS_CODES:
+        groups = sorted(groups_by_class[dx])
+        rng.shuffle(groups)
+        n = len(groups)
+        n_val = round(n * SPLIT_FRACTIONS["val"])
+        n_test = round(n * SPLIT_FRACTIONS["test"])
+        for i, g in enumerate(groups):
+            split_of_group[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return {r.image_id: split_of_group[group_of[r.lesion_id]] for r in records}
+
+
+def write_split(path: Path, records: list[Record], split: dict[str, str],
+                duplicates_csv: Path | None) -> None:
+    group_of = lesion_groups(records, duplicates_csv)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image_id", "lesion_id", "lesion_group", "dx", "split"])
+        for r in sorted(records, key=lambda r: r.image_id):
+            w.writerow([r.image_id, r.lesion_id, group_of[r.lesion_id], r.dx, split[r.image_id]])
+
+
+def read_split(path: Path) -> dict[str, str]:
+    with open(path, newline="") as f:
+        return {row["image_id"]: row["split"] for row in csv.DictReader(f)}
+
+
+def image_path(images_dir: Path, image_id: str) -> Path:
+    return images_dir / f"{image_id}.jpg"
+
+
+def decode_all(records: list[Record], images_dir: Path, cache_dir: Path | None = None) -> torch.Tensor:
+    """Decode every image with the MONAI ``decode_transforms`` into a uint8 (N, 3, H, W) tensor.
+
+    The result is cached as ``.npy`` keyed by the image list and the preprocessing constants.
+    """
+    from skin_plugin.transforms import decode_transforms
+
+    key = hashlib.sha256(
+        ("|".join(r.image_id for r in records)
+         + f"|{images_dir.resolve()}|{INPUT_HEIGHT}x{INPUT_WIDTH}|{RESIZE_MODE}").encode()
+    ).hexdigest()[:16]
+    cache = cache_dir / f"decoded-{key}.npy" if cache_dir else None
+    if cache is not None and cache.exists():
+        return torch.from_numpy(np.load(cache))
+    decode = decode_transforms()
+    out = np.empty((len(records), 3, INPUT_HEIGHT, INPUT_WIDTH), dtype=np.uint8)
+    for i, r in enumerate(track(records, description="Decoding images")):
+        path = image_path(images_dir, r.image_id)
+        if not path.exists():
+            raise FileNotFoundError(f"image {r.image_id} listed in the metadata has no file {path}")
+        out[i] = np.asarray(decode(str(path)))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.rename(cache)
+    return torch.from_numpy(out)

@@ -1,0 +1,85 @@
+"""Classification metrics for the evaluation report (numpy + scikit-learn)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
+
+from skin_plugin.constants import CLASS_CODES, MELANOMA_INDEX, NUM_CLASSES
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``."""
+    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
+    return float(np.mean(recalls))
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+    return float(roc_auc_score(y_true, score)) if 0 < y_true.sum() < len(y_true) else None
+
+
+def classification_report(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray) -> dict:
+    """All metrics of ``skin-plugin evaluate`` for labels, calibrated probabilities and decisions."""
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(NUM_CLASSES)))
+    per_class = {}
+    for c, code in enumerate(CLASS_CODES):
+        tp = cm[c, c]
+        fn = cm[c].sum() - tp
+        fp = cm[:, c].sum() - tp
+        tn = cm.sum() - tp - fn - fp
+        sens = tp / (tp + fn) if tp + fn else None
+        prec = tp / (tp + fp) if tp + fp else None
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+        per_class[code] = {
+            "sensitivity": None if sens is None else float(sens),
+            "specificity": float(tn / (tn + fp)) if tn + fp else None,
+            "precision": None if prec is None else float(prec),
+            "f1": None if f1 is None else float(f1),
+            "auc": _auc((y_true == c).astype(int), probs[:, c]),
+            "support": int(cm[c].sum()),
+        }
+    return {
+        "n_images": int(len(y_true)),
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=sorted(set(y_true.tolist())), average="macro")),
+        "auc": {code: per_class[code]["auc"] for code in CLASS_CODES},
+        "mel_auc": per_class[CLASS_CODES[MELANOMA_INDEX]]["auc"],
+        "ece": expected_calibration_error(y_true, probs),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "classes": list(CLASS_CODES),
+    }
+
+
+def bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray, groups: np.ndarray,
+                        n: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile intervals, resampling whole lesions (images of one lesion are not independent)."""
+    rng = np.random.default_rng(seed)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+    mel = (y_true == MELANOMA_INDEX).astype(int)
+    samples: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "macro_f1": [], "mel_auc": []}
+    for _ in range(n):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        yt, yp = y_true[idx], y_pred[idx]
+        samples["accuracy"].append(float(np.mean(yt == yp)))
+        samples["balanced_accuracy"].append(balanced_accuracy(yt, yp))
+        samples["macro_f1"].append(float(f1_score(yt, yp, labels=sorted(set(yt.tolist())), average="macro")))
+        auc = _auc(mel[idx], probs[idx, MELANOMA_INDEX])
+        if auc is not None:
+            samples["mel_auc"].append(auc)
+    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in samples.items() if v}

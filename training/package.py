@@ -1,0 +1,100 @@
+"""Turn a training run into a release: weights, calibration, manifest, metrics, plots, model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skin_plugin.calibration import Calibration
+from skin_plugin.complexity import count_complexity
+from skin_plugin.constants import (
+    CHANNEL_MEAN,
+    CHANNEL_STD,
+    CLASS_CODES,
+    INPUT_CHANNELS,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    MODEL_NAME,
+    MODEL_VERSION,
+    NUM_CLASSES,
+    RESIZE_MODE,
+)
+from skin_plugin.networks import LesionCNN, resnet50_baseline
+from skin_plugin.release import MANIFEST_NAME, WEIGHTS_NAME, ModelRelease, sha256_file
+from training.calibrate import fit_calibration
+from training.data import DEFAULT_DATA_DIR, read_metadata, read_split
+from training.evaluate import evaluate, load_evaluation_set
+from training.model_card import write_model_card
+
+RUN_FILES = ("split.csv", "history.json", "training_curves.png")
+
+
+def _complexities() -> dict:
+    lesion = count_complexity(LesionCNN())
+    resnet = resnet50_baseline()
+    at_input = count_complexity(resnet)
+    at_224 = count_complexity(resnet, (INPUT_CHANNELS, 224, 224))
+    return {
+        "lesioncnn": {"params": lesion.params, "macs": lesion.macs},
+        "resnet50": {"params": at_input.params, "macs": at_input.macs, "macs_224x224": at_224.macs},
+    }
+
+
+def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
+                    bootstrap: int = 1000) -> ModelRelease:
+    """Calibrate on validation, evaluate validation and test, write the release into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = torch.load(run_dir / "lesioncnn.pt", map_location="cpu", weights_only=False)
+    weights = out_dir / WEIGHTS_NAME
+    torch.save(ckpt["state_dict"], weights)
+    if run_dir.resolve() != out_dir.resolve():
+        for name in RUN_FILES:
+            shutil.copy2(run_dir / name, out_dir / name)
+    split_file = out_dir / "split.csv"
+    split = read_split(split_file)
+    records = read_metadata(data_dir / "metadata.csv")
+    train_labels = np.array([r.label for r in records if split[r.image_id] == "train"])
+    log_prior = np.log(np.bincount(train_labels, minlength=NUM_CLASSES) / len(train_labels))
+
+    complexity = _complexities()
+    manifest = {
+        "name": MODEL_NAME,
+        "version": MODEL_VERSION,
+        "architecture": "LesionCNN (inverted residual CNN within the budget of arXiv 2505.21597)",
+        "classes": list(CLASS_CODES),
+        "input": {"channels": INPUT_CHANNELS, "height": INPUT_HEIGHT, "width": INPUT_WIDTH,
+                  "resize_mode": RESIZE_MODE, "mean": list(CHANNEL_MEAN), "std": list(CHANNEL_STD),
+                  "scale": "0..255 -> 0..1, then (x - mean) / std"},
+        "params": complexity["lesioncnn"]["params"],
+        "macs": complexity["lesioncnn"]["macs"],
+        "baseline": {"resnet50": complexity["resnet50"]},
+        "weights": {"file": WEIGHTS_NAME, "sha256": sha256_file(weights)},
+        "calibration": Calibration.identity(NUM_CLASSES).to_dict(),
+        "training": {**ckpt["config"], "best_epoch": ckpt["epoch"]},
+        "license": "CC BY-NC-SA 4.0 (derived from HAM10000, Tschandl et al. 2018)",
+        "intended_use": "Research and engineering evaluation only. Not for clinical use.",
+    }
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+
+    # Calibration is fitted on validation logits of the uncalibrated release.
+    from skin_plugin.torch_classifier import TorchClassifier
+
+    val = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val")
+    logits = TorchClassifier(ModelRelease.load(out_dir)).logits(val.images)
+    val_labels = np.array([r.label for r in val.records])
+    manifest["calibration"] = fit_calibration(logits, val_labels, log_prior).to_dict()
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+
+    release = ModelRelease.load(out_dir)
+    metrics = {}
+    for name in ("val", "test"):
+        metrics[name] = evaluate(data_dir / "metadata.csv", data_dir / "images", release,
+                                 out_dir / f"metrics_{name}.json", split_file, name, bootstrap=bootstrap)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_model_card(out_dir / "MODEL_CARD.md", manifest, metrics, read_metadata(data_dir / "metadata.csv"),
+                     split)
+    return release

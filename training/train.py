@@ -1,0 +1,192 @@
+"""Train LesionCNN on HAM10000 with MONAI preprocessing, batched augmentation, EMA and early stopping."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
+from skin_plugin.networks import LesionCNN
+from skin_plugin.transforms import BatchAugment, normalize_batch
+from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
+from training.metrics import balanced_accuracy
+
+console = Console()
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    out_dir: str = "runs/lesioncnn"
+    cache_dir: str = ".cache"
+    seed: int = 0
+    max_epochs: int = 90
+    patience: int = 30
+    max_minutes: float = 55.0
+    max_batches_per_epoch: int = 0
+    """0 = a full epoch; a small number gives a smoke run."""
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.02
+    warmup_epochs: int = 3
+    label_smoothing: float = 0.1
+    sampling_power: float = 0.5
+    """Class-balanced sampling: a sample of class c is drawn with weight n_c ** -power
+    (0 = natural frequencies, 1 = fully balanced; 0.5 = square-root balancing)."""
+    ema_decay: float = 0.998
+    dropout: float = 0.2
+    threads: int = 2
+    history: list[dict] = field(default_factory=list)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Logits for a uint8 (N, 3, H, W) tensor."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = normalize_batch(images[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
+        out.append(model(x))
+    return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
+
+
+def _ema_with_warmup(decay: float):
+    """EMA whose decay ramps up as (1 + n) / (10 + n): early averages do not lag behind on the init."""
+
+    def avg_fn(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        n = float(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        return d * averaged + (1 - d) * current
+
+    return avg_fn
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(epochs, [h["train_loss"] for h in history], label="train loss (augmented, smoothed labels)")
+    a.plot(epochs, [h["val_loss"] for h in history], label="validation loss (EMA weights)")
+    a.set_xlabel("epoch")
+    a.legend()
+    b.plot(epochs, [h["val_accuracy"] for h in history], label="validation accuracy")
+    b.plot(epochs, [h["val_balanced_accuracy"] for h in history], label="validation balanced accuracy")
+    b.set_xlabel("epoch")
+    b.set_ylim(0, 1)
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, keep the best EMA weights by validation balanced accuracy; return the checkpoint path."""
+    _seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(cfg.data_dir)
+    records = read_metadata(data_dir / "metadata.csv")
+    dup = data_dir / "missed_duplicates.csv"
+    split = make_split(records, dup, seed=cfg.seed)
+    write_split(out / "split.csv", records, split, dup)
+    images = decode_all(records, data_dir / "images", Path(cfg.cache_dir))
+    labels = torch.tensor([r.label for r in records])
+    idx = {s: torch.tensor([i for i, r in enumerate(records) if split[r.image_id] == s]) for s in ("train", "val")}
+    x_train, y_train = images[idx["train"]], labels[idx["train"]]
+    x_val, y_val = images[idx["val"]], labels[idx["val"]]
+    counts = torch.bincount(y_train, minlength=NUM_CLASSES).float()
+    sample_weight = counts.pow(-cfg.sampling_power)[y_train]
+    console.print(f"train {len(y_train)} / val {len(y_val)} images; train counts "
+                  + ", ".join(f"{c}={int(n)}" for c, n in zip(CLASS_CODES, counts)))
+
+    model = LesionCNN(dropout=cfg.dropout).to(memory_format=torch.channels_last)
+    ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    augment = BatchAugment(seed=cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = len(y_train) // cfg.batch_size
+    if cfg.max_batches_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_batches_per_epoch)
+    total_steps = steps_per_epoch * cfg.max_epochs
+    step, best, best_epoch = 0, -1.0, 0
+    start = time.monotonic()
+    ckpt_path = out / "lesioncnn.pt"
+    cfg.history = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("Training", total=cfg.max_epochs, info="")
+        for epoch in range(1, cfg.max_epochs + 1):
+            model.train()
+            draw = torch.multinomial(sample_weight, steps_per_epoch * cfg.batch_size, replacement=True,
+                                     generator=gen)
+            losses = []
+            for b in range(steps_per_epoch):
+                sel = draw[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                x = normalize_batch(augment(x_train[sel])).contiguous(memory_format=torch.channels_last)
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(step, total_steps, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
+                loss = F.cross_entropy(model(x), y_train[sel], label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                ema.update_parameters(model)
+                losses.append(loss.item())
+                step += 1
+            logits = predict_logits(ema.module, x_val)
+            pred = logits.argmax(1)
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                   "val_loss": float(F.cross_entropy(logits, y_val)),
+                   "val_accuracy": float((pred == y_val).float().mean()),
+                   "val_balanced_accuracy": balanced_accuracy(y_val.numpy(), pred.numpy()),
+                   "minutes": (time.monotonic() - start) / 60}
+            cfg.history.append(row)
+            if row["val_balanced_accuracy"] > best:
+                best, best_epoch = row["val_balanced_accuracy"], epoch
+                torch.save({"state_dict": ema.module.state_dict(), "epoch": epoch,
+                            "config": {k: v for k, v in asdict(cfg).items() if k != "history"}}, ckpt_path)
+            progress.update(task, advance=1, info=(
+                f"loss {row['train_loss']:.3f} val acc {row['val_accuracy']:.3f} "
+                f"bal {row['val_balanced_accuracy']:.3f} (best {best:.3f} @ {best_epoch})"))
+            (out / "history.json").write_text(json.dumps(cfg.history, indent=1))
+            plot_curves(cfg.history, out / "training_curves.png")
+            if epoch - best_epoch >= cfg.patience:
+                console.print(f"early stop: no better validation balanced accuracy for {cfg.patience} epochs")
+                break
+            if row["minutes"] >= cfg.max_minutes:
+                console.print(f"time budget of {cfg.max_minutes} min reached")
+                break
+    console.print(f"best validation balanced accuracy {best:.4f} at epoch {best_epoch}; saved {ckpt_path}")
+    return ckpt_path
