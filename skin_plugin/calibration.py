@@ -38,7 +38,8 @@ class Calibration:
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Predicted class index per row of calibrated probabilities."""
-        score = np.log(np.clip(probabilities, 1e-12, None)) - self.decision_weight * np.asarray(self.log_prior)
+        log_p = np.log(np.clip(probabilities, 1e-12, None))
+        score = log_p - self.decision_weight * np.asarray(self.log_prior)
         return score.argmax(axis=1)
 
     def to_dict(self) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,7 +12,7 @@ from rich.table import Table
 
 from skin_plugin.release import RELEASE_DIR
 
-app = typer.Typer(help="Skin-lesion batch scoring plugin (LesionCNN, HAM10000 classes). Not for clinical use.",
+app = typer.Typer(help="Skin-lesion batch scoring (LesionCNN, HAM10000 classes). Not for clinical use.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
 err = Console(stderr=True)
@@ -45,7 +45,7 @@ def info(model: ModelOption = RELEASE_DIR,
 
 @app.command()
 def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/lesioncnn"),
-          data: Annotated[Optional[Path], typer.Option(help="HAM10000 folder (metadata.csv, images/).")] = None,
+          data: Annotated[Path | None, typer.Option(help="HAM10000 folder (metadata.csv, images/).")] = None,
           epochs: int = 100, patience: int = 40, max_minutes: float = 56.0, seed: int = 0,
           max_batches_per_epoch: Annotated[int, typer.Option(help="Limit batches (smoke runs).")] = 0,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
@@ -68,7 +68,7 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
 @app.command("package")
 def package_cmd(run: Annotated[Path, typer.Option(help="Training run directory.")],
                 out: Annotated[Path, typer.Option(help="Release directory to write.")] = RELEASE_DIR,
-                data: Annotated[Optional[Path], typer.Option(help="HAM10000 folder.")] = None) -> None:
+                data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None) -> None:
     """Calibrate a trained run on validation, evaluate it, and write the release and model card."""
     from training.data import DEFAULT_DATA_DIR
     from training.package import package_release
@@ -82,8 +82,8 @@ def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format me
                  images: Annotated[Path, typer.Option(help="Folder of <image_id>.jpg files.")],
                  json_out: Annotated[Path, typer.Option("--json", help="Metrics JSON to write.")],
                  model: ModelOption = RELEASE_DIR,
-                 split_file: Annotated[Optional[Path], typer.Option(help="split.csv to filter by.")] = None,
-                 split: Annotated[Optional[str], typer.Option(help="Split to keep (train/val/test).")] = None,
+                 split_file: Annotated[Path | None, typer.Option(help="split.csv to filter by.")] = None,
+                 split: Annotated[str | None, typer.Option(help="Split to keep (train/val/test).")] = None,
                  bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs.")] = 1000,
                  ) -> None:
     """Score a folder of labelled images and write accuracy, AUC, calibration and confusion matrix."""
@@ -110,7 +110,7 @@ def _collect_inputs(inputs: list[Path]) -> list[Path]:
 @app.command()
 def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
           model: ModelOption = RELEASE_DIR,
-          json_out: Annotated[Optional[Path], typer.Option("--json", help="Write predictions JSON.")] = None,
+          json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
           ) -> None:
     """Score images in-process and print a prediction for each."""
     from skin_plugin.pipeline import score_files

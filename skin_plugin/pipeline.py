@@ -36,7 +36,8 @@ def score_files(files: list[Path], release: ModelRelease, batch_size: int = 64) 
             arrays.append(np.asarray(decode(str(f))))
             ok_index.append(i)
         except Exception as exc:  # noqa: BLE001 - reported per file
-            reason = "file not found" if not Path(f).exists() else f"cannot decode image ({type(exc).__name__})"
+            reason = ("file not found" if not Path(f).exists()
+                      else f"cannot decode image ({type(exc).__name__})")
             results[i] = ScoreResult(str(f), error=reason)
     for start in range(0, len(arrays), batch_size):
         pred = classifier.predict(np.stack(arrays[start:start + batch_size]))

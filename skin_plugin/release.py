@@ -37,7 +37,8 @@ class ModelRelease:
             raise FileNotFoundError(f"no model manifest at {manifest_path}")
         manifest = json.loads(manifest_path.read_text())
         if tuple(manifest["classes"]) != CLASS_CODES:
-            raise ValueError(f"{manifest_path}: classes {manifest['classes']} differ from {list(CLASS_CODES)}")
+            raise ValueError(f"{manifest_path}: classes {manifest['classes']} differ from "
+                             f"{list(CLASS_CODES)}")
         return cls(manifest_path.parent, manifest)
 
     @property

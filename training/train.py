@@ -119,7 +119,8 @@ def train(cfg: TrainConfig) -> Path:
     write_split(out / "split.csv", records, split, dup)
     images = decode_all(records, data_dir / "images", Path(cfg.cache_dir))
     labels = torch.tensor([r.label for r in records])
-    idx = {s: torch.tensor([i for i, r in enumerate(records) if split[r.image_id] == s]) for s in ("train", "val")}
+    idx = {s: torch.tensor([i for i, r in enumerate(records) if split[r.image_id] == s])
+           for s in ("train", "val")}
     x_train, y_train = images[idx["train"]], labels[idx["train"]]
     x_val, y_val = images[idx["val"]], labels[idx["val"]]
     counts = torch.bincount(y_train, minlength=NUM_CLASSES).float()
@@ -144,8 +145,9 @@ def train(cfg: TrainConfig) -> Path:
     start = time.monotonic()
     ckpt_path = out / "lesioncnn.pt"
     cfg.history = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[info]}"),
                   console=console, transient=False) as progress:
         task = progress.add_task("Training", total=cfg.max_epochs, info="")
         for epoch in range(1, cfg.max_epochs + 1):

@@ -1,0 +1,36 @@
+"""The shipped release: intact, honest (its figures reproduce), attributed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from skin_plugin.release import RELEASE_DIR, ModelRelease
+from training.evaluate import evaluate
+
+
+@pytest.fixture(scope="module")
+def release() -> ModelRelease:
+    return ModelRelease.load(RELEASE_DIR)
+
+
+def test_release_weights_match_manifest(release):
+    release.verify()
+
+
+def test_model_card_and_attribution(release):
+    card = (RELEASE_DIR / "MODEL_CARD.md").read_text()
+    for needle in ("Not for clinical use", "CC BY-NC-SA 4.0", "Tschandl", "lesion", "split.csv"):
+        assert needle in card, needle
+    assert "Not for clinical use" in release.manifest["intended_use"]
+
+
+def test_shipped_test_metrics_reproduce(release, ham_dir, tmp_path):
+    """Re-scoring the test split gives exactly the committed figures (no hand-typed numbers)."""
+    shipped = json.loads((RELEASE_DIR / "metrics.json").read_text())["test"]
+    fresh = evaluate(ham_dir / "metadata.csv", ham_dir / "images", release, tmp_path / "test.json",
+                     RELEASE_DIR / "split.csv", "test", bootstrap=0)
+    assert fresh["n_images"] == shipped["n_images"]
+    assert fresh["confusion_matrix"] == shipped["confusion_matrix"]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "mel_auc", "ece"):
+        assert np.isclose(fresh[key], shipped[key], atol=1e-6), key

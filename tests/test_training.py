@@ -1,0 +1,79 @@
+"""Smoke training on a small lesion-grouped subset, then packaging and evaluation of the result."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skin_plugin.release import ModelRelease
+from training.package import package_release
+from training.train import TrainConfig, train
+
+PER_CLASS = 24
+
+
+@pytest.fixture(scope="module")
+def small_ham(ham_dir, tmp_path_factory) -> Path:
+    """A HAM10000-format folder with a few images per class (images linked, not copied)."""
+    root = tmp_path_factory.mktemp("ham_small")
+    (root / "images").mkdir()
+    taken: dict[str, int] = {}
+    with open(ham_dir / "metadata.csv") as f, open(root / "metadata.csv", "w", newline="") as out:
+        reader = csv.DictReader(f)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        for row in reader:
+            if taken.get(row["dx"], 0) < PER_CLASS:
+                taken[row["dx"]] = taken.get(row["dx"], 0) + 1
+                writer.writerow(row)
+                name = f"{row['image_id']}.jpg"
+                (root / "images" / name).symlink_to(ham_dir / "images" / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke_release(small_ham, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(data_dir=str(small_ham), out_dir=str(run), cache_dir=str(run / "cache"),
+                      max_epochs=2, max_batches_per_epoch=2, batch_size=16, warmup_epochs=1)
+    ckpt = train(cfg)
+    assert ckpt.exists()
+    package_release(run, run, small_ham, bootstrap=20)
+    return run
+
+
+def test_training_writes_run_artefacts(smoke_release):
+    for name in ("lesioncnn.pt", "split.csv", "history.json", "training_curves.png", "model.json",
+                 "metrics.json", "metrics_test.json", "metrics_test.confusion.png", "MODEL_CARD.md"):
+        assert (smoke_release / name).stat().st_size > 0, name
+    history = json.loads((smoke_release / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_packaged_release_loads_and_verifies(smoke_release):
+    release = ModelRelease.load(smoke_release)
+    release.verify()
+    cal = release.calibration
+    assert cal.temperature > 0 and 0.0 <= cal.decision_weight <= 1.0
+    card = (smoke_release / "MODEL_CARD.md").read_text()
+    assert "Not for clinical use" in card and "CC BY-NC-SA 4.0" in card
+
+
+def test_evaluate_cli_on_any_labelled_folder(smoke_release, small_ham, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "skin_plugin.cli", "evaluate",
+                           "--metadata", str(small_ham / "metadata.csv"),
+                           "--images", str(small_ham / "images"),
+                           "--model", str(smoke_release), "--json", str(out), "--bootstrap", "10"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    for key in ("n_images", "accuracy", "balanced_accuracy", "macro_f1", "auc", "mel_auc", "ece",
+                "per_class", "confusion_matrix"):
+        assert key in report, key
+    assert report["n_images"] == 7 * PER_CLASS
+    assert set(report["per_class"]["mel"]) >= {"sensitivity", "specificity", "precision", "f1", "support"}
+    assert out.with_suffix(".confusion.png").exists()
