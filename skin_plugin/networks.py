@@ -110,7 +110,11 @@ class LesionCNN(nn.Module):
 
 
 def resnet50_baseline(num_classes: int = NUM_CLASSES) -> nn.Module:
-    """The paper's comparison model: MONAI's 2D ResNet50 (randomly initialised; no downloads)."""
+    """The paper's comparison model: MONAI's 2D ResNet50 (randomly initialised; no downloads).
+
+    ``conv1_t_stride=2`` gives the standard ImageNet ResNet50 stem (MONAI's default stride is 1).
+    """
     from monai.networks.nets import resnet50
 
-    return resnet50(spatial_dims=2, n_input_channels=INPUT_CHANNELS, num_classes=num_classes)
+    return resnet50(spatial_dims=2, n_input_channels=INPUT_CHANNELS, num_classes=num_classes,
+                    conv1_t_stride=2)

@@ -22,7 +22,10 @@ def test_round_trip_dict():
 
 
 def _synthetic(n=6000, seed=0):
-    """Over-confident logits (true temperature 2) of a 3-class problem with a 80/15/5 prior."""
+    """Logits 2z of a 3-class problem with a 80/15/5 prior, z ~ N(1.5 e_y, I).
+
+    The exact posterior is softmax(1.5 z + log prior) = softmax(logits / (4/3) + 1.0 * log prior).
+    """
     rng = np.random.default_rng(seed)
     prior = np.array([0.80, 0.15, 0.05])
     y = rng.choice(3, size=n, p=prior)
@@ -31,10 +34,11 @@ def _synthetic(n=6000, seed=0):
     return 2.0 * true_logits, y, np.log(prior)
 
 
-def test_fit_recovers_temperature_and_lowers_log_loss():
+def test_fit_recovers_temperature_and_prior_share():
     logits, y, log_prior = _synthetic()
     cal = fit_calibration(logits, y, log_prior)
-    assert 1.5 < cal.temperature < 2.6
+    assert abs(cal.temperature - 4 / 3) < 0.1
+    assert abs(cal.prior_weight - 1.0) < 0.15
     nll_raw = -np.log(Calibration.identity(3).probabilities(logits)[np.arange(len(y)), y]).mean()
     nll_cal = -np.log(cal.probabilities(logits)[np.arange(len(y)), y]).mean()
     assert nll_cal < nll_raw

@@ -57,4 +57,4 @@ def test_batch_augment_without_randomness_is_identity():
     # Only flips remain: the result equals the input under some flip.
     for i in range(2):
         views = [x[i], x[i].flip(2), x[i].flip(1), x[i].flip(1, 2)]
-        assert min(float((out[i] - v.float()).abs().max()) for v in views) < 1e-3
+        assert min(float((out[i] - v.float()).abs().max()) for v in views) < 0.01  # of 255
