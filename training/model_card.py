@@ -25,7 +25,7 @@ def _ci(m: dict, key: str, pct: bool) -> str:
 
 
 def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], records: list[Record],
-                     split: dict[str, str]) -> None:
+                     split: dict[str, str], history: list[dict]) -> None:
     cal = manifest["calibration"]
     tr = manifest["training"]
     base = manifest["baseline"]["resnet50"]
@@ -52,7 +52,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "  field of view without cropping or distortion; the copy trained on is 200x150, so anything larger",
         "  would only upsample. 120x160 keeps 64% of those pixels and leaves the 30M multiply-accumulate",
         "  budget for network width and depth: at 224x224 (2.6x the pixels) the same budget would force a",
-        "  much thinner network. Training at this size runs at about 200 images/s on 2 CPU cores.",
+        "  much thinner network.",
         "",
         "| model | parameters | MACs per image (at 120x160) | MACs at 224x224 |",
         "|---|---:|---:|---:|",
@@ -85,6 +85,8 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         f"{tr['max_epochs']} epochs, label smoothing {tr['label_smoothing']},",
         f"  dropout {tr['dropout']}, EMA of the weights (decay {tr['ema_decay']}); the EMA weights of",
         f"  the epoch with the best validation balanced accuracy are kept (epoch {tr['best_epoch']}).",
+        f"- Ran {len(history)} epochs in {history[-1]['minutes']:.1f} min on this machine's CPU "
+        f"({tr['threads']} threads), validation included.",
         "- Class imbalance (nv is 67%): **square-root class-balanced sampling** (a class-c image is",
         f"  drawn with weight n_c^-{tr['sampling_power']}), plain unweighted loss. Full inverse-frequency",
         "  weighting was avoided: it buys rare-class recall with a large loss of nv recall and accuracy.",

@@ -95,6 +95,6 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         metrics[name] = evaluate(data_dir / "metadata.csv", data_dir / "images", release,
                                  out_dir / f"metrics_{name}.json", split_file, name, bootstrap=bootstrap)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    write_model_card(out_dir / "MODEL_CARD.md", manifest, metrics, read_metadata(data_dir / "metadata.csv"),
-                     split)
+    history = json.loads((out_dir / "history.json").read_text())
+    write_model_card(out_dir / "MODEL_CARD.md", manifest, metrics, records, split, history)
     return release
