@@ -18,6 +18,11 @@ console = Console()
 err = Console(stderr=True)
 
 ModelOption = Annotated[Path, typer.Option("--model", help="Release directory or its model.json.")]
+BackendOption = Annotated[str, typer.Option(help="openvino (IR, default) or torch (research).")]
+PrecisionOption = Annotated[str, typer.Option(help="int8 or fp32 (torch: fp32 only).")]
+DeviceOption = Annotated[str, typer.Option(help="OpenVINO device: CPU, NPU, GPU, AUTO, AUTO:NPU,CPU.")]
+ServingModelOption = Annotated[Path | None, typer.Option(
+    "--model", help="IR directory (openvino) or release directory (torch); default: the shipped one.")]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 
@@ -81,20 +86,75 @@ def package_cmd(run: Annotated[Path, typer.Option(help="Training run directory."
 def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format metadata CSV.")],
                  images: Annotated[Path, typer.Option(help="Folder of <image_id>.jpg files.")],
                  json_out: Annotated[Path, typer.Option("--json", help="Metrics JSON to write.")],
-                 model: ModelOption = RELEASE_DIR,
+                 model: ServingModelOption = None,
+                 backend: BackendOption = "openvino", precision: PrecisionOption = "int8",
+                 device: DeviceOption = "CPU",
                  split_file: Annotated[Path | None, typer.Option(help="split.csv to filter by.")] = None,
                  split: Annotated[str | None, typer.Option(help="Split to keep (train/val/test).")] = None,
                  bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs.")] = 1000,
                  ) -> None:
     """Score a folder of labelled images and write accuracy, AUC, calibration and confusion matrix."""
-    from skin_plugin.release import ModelRelease
     from training.evaluate import evaluate
 
-    report = evaluate(metadata, images, ModelRelease.load(model), json_out, split_file, split,
-                      bootstrap=bootstrap)
+    classifier = _classifier(backend, precision, device, model)
+    report = evaluate(metadata, images, classifier, json_out, split_file, split, bootstrap=bootstrap)
     keys = ("n_images", "accuracy", "balanced_accuracy", "macro_f1", "mel_auc", "ece")
     console.print({k: round(report[k], 4) if isinstance(report[k], float) else report[k] for k in keys})
     console.print(f"wrote {json_out} and {json_out.with_suffix('.confusion.png')}")
+
+
+@app.command()
+def export(release: ModelOption = RELEASE_DIR,
+           out: Annotated[Path | None, typer.Option(help="IR directory to write.")] = None,
+           data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None) -> None:
+    """Export the release to OpenVINO IR (FP32 + NNCF INT8) and score both on validation and test."""
+    from openvino_ir.export import export_release
+    from skin_plugin.ir_manifest import IR_DIR
+    from skin_plugin.release import ModelRelease
+    from training.data import DEFAULT_DATA_DIR
+
+    manifest = export_release(ModelRelease.load(release), data or DEFAULT_DATA_DIR, out or IR_DIR)
+    console.print(manifest["metrics"])
+
+
+@app.command()
+def bench(json_out: Annotated[Path | None, typer.Option("--json", help="Write the results JSON.")] = None,
+          seconds: Annotated[float, typer.Option(help="Measuring time per row.")] = 4.0) -> None:
+    """Inference speed: LesionCNN vs ResNet50, PyTorch vs OpenVINO FP32/INT8 (needs the train extra)."""
+    from benchmarks.inference_speed import default_rows, run_benchmark
+
+    table = Table(title="Inference speed (this machine, one run)")
+    cols = ("name", "backend", "precision", "mode", "batch", "params", "macs", "images_per_s", "p50_ms",
+            "p95_ms", "peak_rss_mb")
+    for col in cols:
+        table.add_column(col, justify="right")
+
+    def show(row: dict) -> None:
+        err.print(f"measured {row['name']} {row['backend']} {row['precision']} {row['mode']}: "
+                  f"{row['images_per_s']:.0f} images/s")
+
+    result = run_benchmark(default_rows(seconds), progress=show)
+    for r in result["rows"]:
+        table.add_row(*(f"{r[c]:,.1f}" if isinstance(r[c], float) else f"{r[c]:,}" if isinstance(r[c], int)
+                        else str(r[c]) for c in cols))
+    console.print(table)
+    for k, v in result["ratios"].items():
+        console.print(f"{k}: {v:.2f}x")
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=1))
+
+
+def _classifier(backend: str, precision: str, device: str, model: Path | None):
+    from skin_plugin.classifier import make_classifier
+    from skin_plugin.openvino_classifier import DeviceNotAvailableError
+
+    if backend == "torch" and precision == "int8":
+        precision = "fp32"
+    try:
+        return make_classifier(backend, precision, device, model)
+    except (DeviceNotAvailableError, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
 
 
 def _collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -109,18 +169,19 @@ def _collect_inputs(inputs: list[Path]) -> list[Path]:
 
 @app.command()
 def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-          model: ModelOption = RELEASE_DIR,
+          model: ServingModelOption = None,
+          backend: BackendOption = "openvino", precision: PrecisionOption = "int8",
+          device: DeviceOption = "CPU",
           json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
           ) -> None:
     """Score images in-process and print a prediction for each."""
     from skin_plugin.pipeline import score_files
-    from skin_plugin.release import ModelRelease
 
     files = _collect_inputs(inputs)
     if not files:
         err.print("no input images found")
         raise typer.Exit(2)
-    results = score_files(files, ModelRelease.load(model))
+    results = score_files(files, _classifier(backend, precision, device, model))
     table = Table(title=f"{len(files)} image(s)")
     for col in ("input", "prediction", "probability", "melanoma p", "status"):
         table.add_column(col)

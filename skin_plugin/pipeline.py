@@ -1,4 +1,4 @@
-"""In-process scoring of image files: decode (MONAI) -> batch -> classifier -> per-file result."""
+"""In-process scoring of image files: decode -> batch -> classifier -> per-file result."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from skin_plugin.classifier import Classifier
 from skin_plugin.constants import CLASS_CODES
-from skin_plugin.release import ModelRelease
+from skin_plugin.decode import ImageDecodeError, decode_image
 
 
 @dataclass(frozen=True)
@@ -22,23 +23,18 @@ class ScoreResult:
         return asdict(self)
 
 
-def score_files(files: list[Path], release: ModelRelease, batch_size: int = 64) -> list[ScoreResult]:
+def score_files(files: list[Path], classifier: Classifier, batch_size: int = 256) -> list[ScoreResult]:
     """Score each file; a file that cannot be decoded fails alone with its reason."""
-    from skin_plugin.torch_classifier import TorchClassifier
-    from skin_plugin.transforms import decode_transforms
-
-    decode = decode_transforms()
-    classifier = TorchClassifier(release)
     results: dict[int, ScoreResult] = {}
     ok_index, arrays = [], []
     for i, f in enumerate(files):
         try:
-            arrays.append(np.asarray(decode(str(f))))
+            arrays.append(decode_image(f))
             ok_index.append(i)
-        except Exception as exc:  # noqa: BLE001 - reported per file
-            reason = ("file not found" if not Path(f).exists()
-                      else f"cannot decode image ({type(exc).__name__})")
-            results[i] = ScoreResult(str(f), error=reason)
+        except FileNotFoundError:
+            results[i] = ScoreResult(str(f), error="file not found")
+        except ImageDecodeError as exc:
+            results[i] = ScoreResult(str(f), error=f"cannot decode image: {exc}")
     for start in range(0, len(arrays), batch_size):
         pred = classifier.predict(np.stack(arrays[start:start + batch_size]))
         for j, (probs, label) in enumerate(zip(pred.probabilities, pred.labels)):

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from skin_plugin.calibration import Calibration
 from skin_plugin.networks import LesionCNN
+from skin_plugin.prediction import Prediction
 from skin_plugin.release import ModelRelease
 from skin_plugin.transforms import normalize_batch
 
 
-@dataclass(frozen=True)
-class Prediction:
-    probabilities: np.ndarray
-    """Calibrated class probabilities, (N, C)."""
-    labels: np.ndarray
-    """Predicted class index per image (the release's decision rule), (N,)."""
-
-
 class TorchClassifier:
-    """Scores batches of uint8 (N, 3, H, W) images with the release's PyTorch weights."""
+    """Scores uint8 (N, H, W, 3) RGB batches with the release's PyTorch weights."""
 
     def __init__(self, release: ModelRelease, threads: int | None = None) -> None:
         if threads:
@@ -38,7 +29,7 @@ class TorchClassifier:
     def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256,
                flip_tta: bool = False) -> np.ndarray:
         """Raw logits; ``flip_tta`` averages the four flips (research only, 4x the compute)."""
-        images = torch.as_tensor(images)
+        images = torch.as_tensor(images).permute(0, 3, 1, 2)
         out = []
         for i in range(0, len(images), batch_size):
             x = normalize_batch(images[i:i + batch_size]).contiguous(memory_format=torch.channels_last)

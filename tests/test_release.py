@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from skin_plugin.release import RELEASE_DIR, ModelRelease
+from skin_plugin.torch_classifier import TorchClassifier
 from training.evaluate import evaluate
 
 
@@ -28,7 +29,8 @@ def test_model_card_and_attribution(release):
 def test_shipped_test_metrics_reproduce(release, ham_dir, tmp_path):
     """Re-scoring the test split gives exactly the committed figures (no hand-typed numbers)."""
     shipped = json.loads((RELEASE_DIR / "metrics.json").read_text())["test"]
-    fresh = evaluate(ham_dir / "metadata.csv", ham_dir / "images", release, tmp_path / "test.json",
+    fresh = evaluate(ham_dir / "metadata.csv", ham_dir / "images", TorchClassifier(release),
+                     tmp_path / "test.json",
                      RELEASE_DIR / "split.csv", "test", bootstrap=0)
     assert fresh["n_images"] == shipped["n_images"]
     assert fresh["confusion_matrix"] == shipped["confusion_matrix"]

@@ -10,9 +10,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
+from skin_plugin.classifier import Classifier, model_identity
 from skin_plugin.constants import CLASS_CODES
-from skin_plugin.release import ModelRelease
-from skin_plugin.torch_classifier import TorchClassifier
 from training.data import Record, image_path, lesion_groups, read_metadata, read_split
 from training.metrics import bootstrap_intervals, classification_report
 
@@ -42,7 +41,7 @@ def load_evaluation_set(metadata: Path, images_dir: Path, split_file: Path | Non
     for r in track(records, description="Decoding", console=console):
         path = image_path(images_dir, r.image_id)
         try:
-            arrays.append(np.asarray(decode(str(path))))
+            arrays.append(np.asarray(decode(str(path))).transpose(1, 2, 0))  # NHWC like the IR
             kept.append(r)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal
             reason = "file not found" if not path.exists() else f"{type(exc).__name__}: {exc}"
@@ -79,29 +78,24 @@ def plot_confusion(cm: np.ndarray, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def evaluate(metadata: Path, images_dir: Path, release: ModelRelease, json_out: Path,
-             split_file: Path | None = None, split: str | None = None, flip_tta: bool = False,
-             bootstrap: int = 1000) -> dict:
+def evaluate(metadata: Path, images_dir: Path, classifier: Classifier, json_out: Path,
+             split_file: Path | None = None, split: str | None = None, bootstrap: int = 1000) -> dict:
     """Score the set, write ``json_out`` and a confusion-matrix PNG beside it; return the report."""
     data = load_evaluation_set(metadata, images_dir, split_file, split)
-    classifier = TorchClassifier(release)
-    pred = classifier.predict(data.images, flip_tta=flip_tta)
+    pred = classifier.predict(data.images)
     y = np.array([r.label for r in data.records])
     report = classification_report(y, pred.probabilities, pred.labels)
     groups = lesion_groups(data.records, None)
     group_ids = np.array([groups[r.lesion_id] for r in data.records])
     if bootstrap:
         report["ci95"] = bootstrap_intervals(y, pred.probabilities, pred.labels, group_ids, bootstrap)
-    report.update({
-        "model": {"name": release.name, "version": release.version,
-                  "sha256": release.manifest["weights"]["sha256"]},
-        "backend": "torch", "flip_tta": flip_tta,
-        "metadata": str(metadata), "split": split, "skipped": data.skipped,
-    })
+    identity = model_identity(classifier)
+    report.update({"model": identity, "metadata": str(metadata), "split": split, "skipped": data.skipped})
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=1))
     png = json_out.with_suffix(".confusion.png")
     plot_confusion(np.array(report["confusion_matrix"]), png,
-                   f"{release.name} {release.version}: {report['n_images']} images"
+                   f"{identity['name']} {identity['version']} {identity['backend']} {identity['precision']}: "
+                   f"{report['n_images']} images"
                    + (f" ({split})" if split else ""))
     return report

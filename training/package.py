@@ -90,9 +90,10 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
 
     release = ModelRelease.load(out_dir)
+    classifier = TorchClassifier(release)
     metrics = {}
     for name in ("val", "test"):
-        metrics[name] = evaluate(data_dir / "metadata.csv", data_dir / "images", release,
+        metrics[name] = evaluate(data_dir / "metadata.csv", data_dir / "images", classifier,
                                  out_dir / f"metrics_{name}.json", split_file, name, bootstrap=bootstrap)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     history = json.loads((out_dir / "history.json").read_text())

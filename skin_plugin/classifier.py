@@ -1,0 +1,50 @@
+"""Choose an inference backend: OpenVINO IR (default, INT8) or PyTorch (research)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from skin_plugin.prediction import Prediction
+
+BACKENDS = ("openvino", "torch")
+
+
+class Classifier(Protocol):
+    """Scores uint8 (N, H, W, 3) RGB images at model size."""
+
+    def predict(self, images: np.ndarray) -> Prediction: ...
+
+
+def model_identity(classifier: object) -> dict:
+    """Name, version, backend and precision of a classifier, for reports."""
+    from skin_plugin.openvino_classifier import OpenVINOClassifier
+
+    if isinstance(classifier, OpenVINOClassifier):
+        m = classifier.manifest
+        return {"name": m.name, "version": m.version, "backend": "openvino",
+                "precision": classifier.precision, "device": classifier.device,
+                "sha256": m.data["precisions"][classifier.precision]["sha256"]}
+    release = classifier.release  # type: ignore[attr-defined]
+    return {"name": release.name, "version": release.version, "backend": "torch", "precision": "fp32",
+            "device": "CPU", "sha256": release.manifest["weights"]["sha256"]}
+
+
+def make_classifier(backend: str = "openvino", precision: str = "int8", device: str = "CPU",
+                    model: Path | None = None) -> Classifier:
+    """``model`` is an IR directory (openvino) or a release directory (torch); None = shipped one."""
+    if backend == "openvino":
+        from skin_plugin.ir_manifest import IR_DIR, IRManifest
+        from skin_plugin.openvino_classifier import OpenVINOClassifier
+
+        return OpenVINOClassifier(IRManifest.load(model or IR_DIR), precision=precision, device=device)
+    if backend == "torch":
+        if precision != "fp32":
+            raise ValueError("the torch backend runs FP32 only; use --precision fp32")
+        from skin_plugin.release import RELEASE_DIR, ModelRelease
+        from skin_plugin.torch_classifier import TorchClassifier
+
+        return TorchClassifier(ModelRelease.load(model or RELEASE_DIR))
+    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")

@@ -1,0 +1,56 @@
+"""The OpenVINO IR manifest: the single description of the deployed model that a worker loads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from skin_plugin.calibration import Calibration
+from skin_plugin.constants import CLASS_CODES
+from skin_plugin.release import sha256_file
+
+IR_DIR = Path(__file__).resolve().parents[1] / "openvino_ir" / "lesioncnn"
+MANIFEST_NAME = "manifest.json"
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class IRManifest:
+    directory: Path
+    data: dict
+
+    @classmethod
+    def load(cls, path: Path | str = IR_DIR) -> IRManifest:
+        path = Path(path)
+        manifest_path = path if path.suffix == ".json" else path / MANIFEST_NAME
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"no OpenVINO IR manifest at {manifest_path}")
+        data = json.loads(manifest_path.read_text())
+        if tuple(data["classes"]) != CLASS_CODES:
+            raise ValueError(f"{manifest_path}: classes {data['classes']} differ from {list(CLASS_CODES)}")
+        return cls(manifest_path.parent, data)
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.data["version"])
+
+    @property
+    def calibration(self) -> Calibration:
+        return Calibration.from_dict(self.data["calibration"])
+
+    def xml_path(self, precision: str) -> Path:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+        return self.directory / self.data["precisions"][precision]["xml"]
+
+    def verify(self, precision: str) -> None:
+        """Raise if an IR file of ``precision`` does not match its recorded sha256."""
+        for name, expected in self.data["precisions"][precision]["sha256"].items():
+            actual = sha256_file(self.directory / name)
+            if actual != expected:
+                raise ValueError(f"{self.directory / name}: sha256 {actual} != manifest {expected}")
