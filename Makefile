@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SAMPLES := tests/fixtures/samples
 
-.PHONY: install run test lint train release clean
+.PHONY: install run test lint train release clean worker-footprint bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,12 @@ release: $(STAMP)  ## Package runs/lesioncnn as the shipped release (calibration
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+
+WORKER_VENV := .venv-worker
+worker-footprint:  ## Install size and per-process memory of the torch-free serving install.
+	rm -rf $(WORKER_VENV) && $(PYTHON) -m venv $(WORKER_VENV)
+	$(WORKER_VENV)/bin/python -m pip install --quiet .
+	cd /tmp && $(CURDIR)/$(WORKER_VENV)/bin/python $(CURDIR)/benchmarks/worker_footprint.py $(CURDIR)/$(SAMPLES)
+
+bench: $(STAMP)  ## Inference speed table (JSON in bench.json).
+	$(BIN)/skin-plugin bench --json bench.json

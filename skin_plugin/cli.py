@@ -21,6 +21,8 @@ ModelOption = Annotated[Path, typer.Option("--model", help="Release directory or
 BackendOption = Annotated[str, typer.Option(help="openvino (IR, default) or torch (research).")]
 PrecisionOption = Annotated[str, typer.Option(help="int8 or fp32 (torch: fp32 only).")]
 DeviceOption = Annotated[str, typer.Option(help="OpenVINO device: CPU, NPU, GPU, AUTO, AUTO:NPU,CPU.")]
+StreamsOption = Annotated[int | None, typer.Option(help="OpenVINO inference streams (default: by hint).")]
+ThreadsOption = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
 ServingModelOption = Annotated[Path | None, typer.Option(
     "--model", help="IR directory (openvino) or release directory (torch); default: the shipped one.")]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -88,7 +90,7 @@ def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format me
                  json_out: Annotated[Path, typer.Option("--json", help="Metrics JSON to write.")],
                  model: ServingModelOption = None,
                  backend: BackendOption = "openvino", precision: PrecisionOption = "int8",
-                 device: DeviceOption = "CPU",
+                 device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
                  split_file: Annotated[Path | None, typer.Option(help="split.csv to filter by.")] = None,
                  split: Annotated[str | None, typer.Option(help="Split to keep (train/val/test).")] = None,
                  bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs.")] = 1000,
@@ -96,7 +98,7 @@ def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format me
     """Score a folder of labelled images and write accuracy, AUC, calibration and confusion matrix."""
     from training.evaluate import evaluate
 
-    classifier = _classifier(backend, precision, device, model)
+    classifier = _classifier(backend, precision, device, model, streams, threads)
     report = evaluate(metadata, images, classifier, json_out, split_file, split, bootstrap=bootstrap)
     keys = ("n_images", "accuracy", "balanced_accuracy", "macro_f1", "mel_auc", "ece")
     console.print({k: round(report[k], 4) if isinstance(report[k], float) else report[k] for k in keys})
@@ -144,14 +146,15 @@ def bench(json_out: Annotated[Path | None, typer.Option("--json", help="Write th
         json_out.write_text(json.dumps(result, indent=1))
 
 
-def _classifier(backend: str, precision: str, device: str, model: Path | None):
+def _classifier(backend: str, precision: str, device: str, model: Path | None,
+                streams: int | None = None, threads: int | None = None):
     from skin_plugin.classifier import make_classifier
     from skin_plugin.openvino_classifier import DeviceNotAvailableError
 
     if backend == "torch" and precision == "int8":
         precision = "fp32"
     try:
-        return make_classifier(backend, precision, device, model)
+        return make_classifier(backend, precision, device, model, streams, threads)
     except (DeviceNotAvailableError, ValueError, FileNotFoundError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -171,7 +174,7 @@ def _collect_inputs(inputs: list[Path]) -> list[Path]:
 def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
           model: ServingModelOption = None,
           backend: BackendOption = "openvino", precision: PrecisionOption = "int8",
-          device: DeviceOption = "CPU",
+          device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
           json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
           ) -> None:
     """Score images in-process and print a prediction for each."""
@@ -181,7 +184,7 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
     if not files:
         err.print("no input images found")
         raise typer.Exit(2)
-    results = score_files(files, _classifier(backend, precision, device, model))
+    results = score_files(files, _classifier(backend, precision, device, model, streams, threads))
     table = Table(title=f"{len(files)} image(s)")
     for col in ("input", "prediction", "probability", "melanoma p", "status"):
         table.add_column(col)

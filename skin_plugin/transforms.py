@@ -3,7 +3,7 @@
 ``inference_transforms()`` is the one definition of how a photo becomes a model input. Training
 caches the output of its decoding part (``decode_transforms()``: uint8, model size) and then applies
 ``BatchAugment`` and ``normalize_batch`` to whole batches, because per-image MONAI augmentation costs
-60-100 ms per image on this class of CPU (see the training README).
+60-100 ms per image on this class of CPU.
 """
 
 from __future__ import annotations
