@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from skin_plugin.dicom.convert import to_dicom_command
 from skin_plugin.release import RELEASE_DIR
 
 app = typer.Typer(help="Skin-lesion batch scoring (LesionCNN, HAM10000 classes). Not for clinical use.",
@@ -199,6 +200,10 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
         json_out.write_text(json.dumps([r.to_dict() for r in results], indent=1))
     if any(r.error for r in results):
         raise typer.Exit(1)
+
+
+app.command("to-dicom", help="Wrap JPEG photos as Dermoscopic Photography DICOM (no re-encoding).")(
+    to_dicom_command)
 
 
 def main() -> None:

@@ -25,24 +25,36 @@ class ImageDecodeError(ValueError):
 
 
 @lru_cache(maxsize=64)
-def _pool_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Row i averages input[floor(i*n_in/n_out) : ceil((i+1)*n_in/n_out)] (torch adaptive pooling)."""
-    m = np.zeros((n_out, n_in), dtype=np.float32)
-    for i in range(n_out):
-        start = (i * n_in) // n_out
-        end = -((-(i + 1) * n_in) // n_out)
-        m[i, start:end] = 1.0 / (end - start)
-    return m
+def _windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window i covers input[floor(i*n_in/n_out) : ceil((i+1)*n_in/n_out)] (torch adaptive pooling)."""
+    i = np.arange(n_out)
+    return (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+
+
+def _window_sums(a: np.ndarray, axis: int, n_out: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Sums over each pooling window along ``axis`` (a few gathers: windows span only a few pixels)."""
+    n_in = a.shape[axis]
+    start, end = _windows(n_in, n_out)
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (0, 1)
+    padded = np.pad(a, pad)  # index n_in is a zero row/column for windows shorter than the longest
+    total = np.take(padded, start, axis=axis).astype(dtype)
+    for k in range(1, int((end - start).max())):
+        total += np.take(padded, np.where(start + k < end, start + k, n_in), axis=axis)
+    return total, end - start
 
 
 def area_resize(rgb: np.ndarray, height: int = INPUT_HEIGHT, width: int = INPUT_WIDTH) -> np.ndarray:
-    """(H, W, 3) uint8 -> (height, width, 3) uint8 by adaptive average pooling."""
-    h, w, c = rgb.shape
+    """(H, W, 3) uint8 -> (height, width, 3) uint8 by adaptive average pooling (exact integer sums)."""
+    h, w, _ = rgb.shape
     if (h, w) == (height, width):
         return rgb
-    rows = _pool_matrix(h, height) @ rgb.reshape(h, w * c).astype(np.float32)
-    cols = np.einsum("pw,hwc->hpc", _pool_matrix(w, width), rows.reshape(height, w, c))
-    return np.clip(np.rint(cols), 0, 255).astype(np.uint8)
+    longest = int(np.diff(_windows(h, height), axis=0).max() * np.diff(_windows(w, width), axis=0).max())
+    dtype = np.uint16 if longest * 255 <= np.iinfo(np.uint16).max else np.uint32
+    rows, row_len = _window_sums(rgb, 0, height, dtype)
+    sums, col_len = _window_sums(rows, 1, width, dtype)
+    inv_area = (1.0 / (row_len[:, None] * col_len[None, :])).astype(np.float32)[..., None]
+    return np.rint(sums * inv_area).astype(np.uint8)
 
 
 def decode_image(source: str | Path | BinaryIO | Image.Image) -> np.ndarray:

@@ -35,10 +35,14 @@ def test_fast_decode_close_to_monai_on_full_resolution_photos():
         assert np.abs(fast - ref).mean() < 1.5, p.name
 
 
-def test_area_resize_is_adaptive_average_pooling():
+SHAPES = [(450, 600, 3), (225, 300, 3), (150, 200, 3), (90, 100, 3), (1500, 2000, 3)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_area_resize_is_adaptive_average_pooling(shape):
     import torch
 
-    rgb = np.random.default_rng(0).integers(0, 256, (450, 600, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     ref = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(rgb).permute(2, 0, 1).float()[None],
                                                   (INPUT_HEIGHT, INPUT_WIDTH))[0].permute(1, 2, 0).numpy()
     assert np.abs(area_resize(rgb).astype(float) - np.rint(ref)).max() <= 1

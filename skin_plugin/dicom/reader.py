@@ -1,0 +1,364 @@
+"""Read any input (DICOM file or plain photo) into model-size RGB arrays, one per frame.
+
+``read_input(path)`` returns a list of :class:`InputImage` (uint8, ``(INPUT_HEIGHT, INPUT_WIDTH, 3)``)
+or raises one of the :class:`InputError` subclasses below, whose messages name the reason and never
+contain patient data (nor the file name: the caller has it as ``error.path``).
+
+DICOM files are recognised by the ``DICM`` prefix at offset 128, or, without a preamble, by a
+plausible first data element; plain photos by their JPEG/PNG/TIFF signature. JPEG Baseline frames
+take a fast path: the encapsulated JPEG stream goes to :func:`skin_plugin.decode.decode_image`, which
+decodes it at a reduced DCT scale (the stream's JFIF/Adobe markers drive the YCbCr->RGB conversion).
+Everything else is decoded by pydicom's decoders (pylibjpeg, pyjpegls, Pillow, native RLE), turned
+into RGB if needed and area-resized. Pixel counts are checked against ``MAX_IMAGE_PIXELS`` before
+any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import convert_color_space, get_decoder
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    UncompressedTransferSyntaxes,
+)
+
+from skin_plugin.decode import MAX_IMAGE_PIXELS, ImageDecodeError, area_resize, decode_image
+from skin_plugin.dicom.records import DicomSourceInfo, element_int
+from skin_plugin.dicom.sop_classes import (
+    ACCEPTED_TRANSFER_SYNTAXES,
+    COLOUR_PHOTOMETRICS,
+    MONOCHROME_PHOTOMETRICS,
+    OTHER_PHOTOMETRICS,
+    modality_refusal_reason,
+    refusal_reason,
+    shown_uid,
+)
+
+MAX_FILE_BYTES = 8 * MAX_IMAGE_PIXELS
+"""Files larger than this are refused unread (uncompressed 16-bit RGB at the pixel limit is 6x)."""
+PHOTO_FORMATS = ("JPEG", "PNG", "TIFF")
+_PHOTO_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+class InputError(ImageDecodeError):
+    """An input that cannot be scored. The message is specific and free of PHI and file names."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UnreadableFileError(InputError):
+    """The file cannot be opened or read (missing, a folder, no permission)."""
+
+
+class NotDicomOrImageError(InputError):
+    """Neither a DICOM file nor a JPEG/PNG/TIFF photo."""
+
+
+class NoPixelDataError(InputError):
+    """A DICOM object without Pixel Data."""
+
+
+class NotAPhotographError(InputError):
+    """Not a colour photograph: monochrome, radiology SOP class or modality, report, document, ..."""
+
+
+class UnsupportedTransferSyntaxError(InputError):
+    """The pixel data encoding (transfer syntax) is not one the reader decodes."""
+
+
+class TruncatedFileError(InputError):
+    """The file ends before its declared content does."""
+
+
+class ImageTooLargeError(InputError):
+    """Pixel count (rows x columns x frames) or file size above the decompression-bomb limit."""
+
+
+class UnreadableImageError(InputError):
+    """A recognised but corrupt or inconsistent image (bad header values, undecodable pixel data)."""
+
+
+@dataclass(frozen=True, eq=False)
+class InputImage:
+    """One model-size frame of an input file."""
+
+    array: np.ndarray = field(repr=False)
+    """uint8 RGB, shape (INPUT_HEIGHT, INPUT_WIDTH, 3)."""
+    path: Path
+    frame_index: int = 0
+    source: DicomSourceInfo | None = None
+    """The DICOM source record; None for plain photos."""
+
+    @property
+    def is_dicom(self) -> bool:
+        return self.source is not None
+
+
+def read_input(path: str | Path) -> list[InputImage]:
+    """Every frame of a DICOM file, or the single image of a photo, at model size.
+
+    Raises an :class:`InputError` subclass for anything that cannot be scored.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageTooLargeError(f"file larger than {MAX_FILE_BYTES} bytes", path)
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UnreadableFileError(f"cannot read the file: {reason}", path) from exc
+    try:
+        if is_dicom_preamble(data):
+            return read_dicom_bytes(data, path)
+        if data.startswith(_PHOTO_SIGNATURES):
+            return [InputImage(read_photo_bytes(data), path)]
+        if looks_like_dataset(data):
+            return read_dicom_bytes(data, path, force=True)
+    except InputError as exc:
+        exc.path = path
+        raise
+    raise NotDicomOrImageError("neither a DICOM file nor a JPEG, PNG or TIFF image", path)
+
+
+def is_dicom_preamble(data: bytes) -> bool:
+    """True if ``data`` has the DICOM file prefix ``DICM`` after the 128-byte preamble."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def looks_like_dataset(data: bytes) -> bool:
+    """True if ``data`` plausibly starts with a little-endian group 0002/0008 element (no preamble)."""
+    if len(data) < 8:
+        return False
+    group, element = int.from_bytes(data[0:2], "little"), int.from_bytes(data[2:4], "little")
+    if group not in (0x0002, 0x0008) or element > 0x0100:
+        return False
+    explicit_vr = data[4:6].isalpha() and data[4:6].isupper()
+    return explicit_vr or int.from_bytes(data[4:8], "little") < min(len(data), 1 << 16)
+
+
+def read_photo_bytes(data: bytes) -> np.ndarray:
+    """A JPEG/PNG/TIFF photo -> model-size uint8 RGB."""
+    try:
+        image = Image.open(BytesIO(data), formats=PHOTO_FORMATS)
+        w, h = image.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise ImageTooLargeError(f"image of {w}x{h} pixels exceeds the {MAX_IMAGE_PIXELS} pixel limit")
+        if image.mode in _GREY_MODES:
+            raise NotAPhotographError(f"greyscale image (mode {image.mode}): not a colour photograph")
+        return decode_image(image)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image too large: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt input; all mean "unreadable"
+        raise _photo_error(exc) from exc
+
+
+def _photo_error(exc: Exception) -> InputError:
+    cause = exc.__cause__ if isinstance(exc, ImageDecodeError) and exc.__cause__ else exc
+    text = str(cause)
+    if "truncated" in text.lower():
+        return TruncatedFileError(f"image file is truncated ({text[:120]})")
+    return UnreadableImageError(f"unreadable image ({type(cause).__name__}: {text[:160]})")
+
+
+def read_dicom_bytes(data: bytes, path: Path | None = None, *, force: bool = False) -> list[InputImage]:
+    """Every frame of a DICOM file (its bytes) at model size; ``force`` reads a file without preamble."""
+    with warnings.catch_warnings(record=True) as caught:  # pydicom warnings may quote element values
+        warnings.simplefilter("always")
+        try:
+            ds = _parse(data, force, caught)
+            transfer_syntax = _transfer_syntax(ds)
+            info = DicomSourceInfo.from_dataset(ds, transfer_syntax)
+            _check_acceptable(ds, transfer_syntax, info, force)
+            arrays = _decode_frames(ds, transfer_syntax, info)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - last line of defence: only documented errors leave
+            raise UnreadableImageError(f"malformed DICOM file ({type(exc).__name__})") from exc
+    return [InputImage(a, path or Path(""), i, info) for i, a in enumerate(arrays)]
+
+
+def _parse(data: bytes, force: bool, caught: list[warnings.WarningMessage]) -> Dataset:
+    meta_end = _meta_end(data)
+    if meta_end is not None and len(data) < meta_end:
+        raise TruncatedFileError("DICOM file ends inside its file meta information")
+    try:
+        ds = dcmread(BytesIO(data), force=force)
+    except InvalidDicomError as exc:
+        raise NotDicomOrImageError("not a valid DICOM file") from exc
+    except (EOFError, struct.error) as exc:  # struct.error: fewer bytes left than a value needs
+        raise TruncatedFileError("DICOM file ends inside its header") from exc
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed files
+        raise UnreadableImageError(f"malformed DICOM file ({type(exc).__name__})") from exc
+    _check_complete(data, ds, caught, meta_end)
+    return ds
+
+
+def _meta_end(data: bytes) -> int | None:
+    """Where the file meta information ends according to its group length (None: no preamble)."""
+    if not is_dicom_preamble(data):
+        return None
+    if len(data) < 144:
+        return 144
+    if data[132:138] == b"\x02\x00\x00\x00UL":  # (0002,0000) File Meta Information Group Length
+        return 144 + int.from_bytes(data[140:144], "little")
+    return 132
+
+
+def _check_complete(data: bytes, ds: Dataset, caught: list[warnings.WarningMessage],
+                    meta_end: int | None) -> None:
+    """Raise TruncatedFileError where pydicom silently stopped at the end of the file."""
+    if any(str(w.message).startswith("End of file reached") for w in caught):
+        raise TruncatedFileError("DICOM file ends before its pixel data does")
+    meta = ds.get("file_meta") or Dataset()
+    last_start, last_end = -1, meta_end or 0  # start and end of the last element in the file
+    for dataset in (meta, ds):
+        for tag in list(dataset.keys()):
+            elem = dataset.get_item(tag)
+            if not isinstance(elem, RawDataElement):
+                start, end = getattr(elem, "file_tell", None) or -1, None  # converted: end unknown
+            elif elem.length == 0xFFFFFFFF:
+                start, end = elem.value_tell, None
+            else:
+                if isinstance(elem.value, bytes) and len(elem.value) < elem.length:
+                    raise TruncatedFileError(f"DICOM file ends inside element {tag} "
+                                             f"({len(elem.value)} of {elem.length} bytes)")
+                start, end = elem.value_tell, elem.value_tell + elem.length
+            if dataset is ds and start > last_start:
+                last_start, last_end = start, end
+    deflated = str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
+    if last_end is not None and not deflated and 0 < len(data) - last_end < 8:
+        raise TruncatedFileError("DICOM file ends inside an element header")
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    meta = ds.get("file_meta")
+    uid = str(meta.get("TransferSyntaxUID", "") if meta is not None else "").strip(" \x00")
+    if uid:
+        return uid
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if little is False:
+        return ExplicitVRBigEndian
+    return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+def _check_acceptable(ds: Dataset, transfer_syntax: str, info: DicomSourceInfo, force: bool) -> None:
+    """Refuse before decoding: wrong kind of object, encoding, colour model or size."""
+    if not info.sop_class_uid:
+        if force and "PixelData" not in ds:
+            raise NotDicomOrImageError("neither a DICOM file nor a JPEG, PNG or TIFF image")
+        raise NotAPhotographError("no SOP Class UID: cannot confirm the object is a photograph")
+    if reason := refusal_reason(info.sop_class_uid):
+        raise NotAPhotographError(reason)
+    if reason := modality_refusal_reason(info.modality):
+        raise NotAPhotographError(reason)
+    if transfer_syntax not in ACCEPTED_TRANSFER_SYNTAXES:
+        raise UnsupportedTransferSyntaxError(
+            f"unsupported transfer syntax {shown_uid(transfer_syntax)}; supported: "
+            + ", ".join(ACCEPTED_TRANSFER_SYNTAXES.values()))
+    if "PixelData" not in ds:
+        raise NoPixelDataError("DICOM object has no Pixel Data")
+    samples, photometric = element_int(ds, "SamplesPerPixel"), info.photometric_interpretation.upper()
+    if photometric in MONOCHROME_PHOTOMETRICS or samples == 1:
+        shown = photometric if photometric in MONOCHROME_PHOTOMETRICS else "single-sample"
+        raise NotAPhotographError(f"{shown} image: not a colour photograph")
+    if samples != 3 or photometric not in COLOUR_PHOTOMETRICS:
+        shown = photometric if photometric in OTHER_PHOTOMETRICS | COLOUR_PHOTOMETRICS else "unrecognised"
+        raise UnreadableImageError(f"unsupported colour model: {samples} samples per pixel, "
+                                   f"photometric interpretation {shown if photometric else 'missing'}")
+    rows, columns, frames = info.rows, info.columns, element_int(ds, "NumberOfFrames") or 1
+    if rows <= 0 or columns <= 0 or frames <= 0:
+        raise UnreadableImageError(f"invalid image size: {rows} rows, {columns} columns, {frames} frames")
+    if rows * columns * frames > MAX_IMAGE_PIXELS:
+        raise ImageTooLargeError(f"{frames} frame(s) of {columns}x{rows} pixels exceed the "
+                                 f"{MAX_IMAGE_PIXELS} pixel limit")
+    bits = element_int(ds, "BitsAllocated")
+    if bits not in (8, 16):
+        raise UnreadableImageError(f"unsupported Bits Allocated {bits} for a colour photograph")
+
+
+def _decode_frames(ds: Dataset, transfer_syntax: str, info: DicomSourceInfo) -> list[np.ndarray]:
+    frames = info.number_of_frames
+    if transfer_syntax == JPEGBaseline8Bit and element_int(ds, "BitsAllocated") == 8:
+        arrays = _decode_jpeg_baseline(ds, info, frames)
+        if arrays is not None:
+            return arrays
+    if transfer_syntax in UncompressedTransferSyntaxes:
+        try:
+            expected = get_expected_length(ds)
+        except Exception as exc:  # noqa: BLE001 - raised on missing/invalid Image Pixel attributes
+            raise UnreadableImageError(f"inconsistent pixel description ({type(exc).__name__})") from exc
+        if len(ds.PixelData) < expected:
+            raise TruncatedFileError(f"pixel data holds {len(ds.PixelData)} of {expected} bytes")
+    try:
+        decoder = get_decoder(transfer_syntax)
+        return [_to_model_size(*decoder.as_array(ds, index=i)) for i in range(frames)]
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types on corrupt streams
+        name = ACCEPTED_TRANSFER_SYNTAXES[transfer_syntax]
+        raise UnreadableImageError(f"cannot decode the {name} pixel data ({type(exc).__name__}: "
+                                   f"{str(exc)[:160]})") from exc
+
+
+def _decode_jpeg_baseline(ds: Dataset, info: DicomSourceInfo, frames: int) -> list[np.ndarray] | None:
+    """Fast path: each encapsulated JPEG stream decoded by PIL at a reduced DCT scale.
+
+    None when the streams carry no colour-space marker but the header says RGB (PIL would wrongly
+    convert from YCbCr): then pydicom's decoder, which honours the header, is used instead.
+    """
+    try:
+        streams = list(generate_frames(ds.PixelData, number_of_frames=frames))[:frames]
+    except Exception as exc:  # noqa: BLE001 - malformed item structure
+        raise UnreadableImageError(f"malformed encapsulated pixel data ({type(exc).__name__})") from exc
+    if len(streams) < frames:
+        raise TruncatedFileError(f"encapsulated pixel data holds {len(streams)} of {frames} frames")
+    arrays = []
+    for stream in streams:
+        try:
+            image = Image.open(BytesIO(stream), formats=("JPEG",))
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt streams
+            raise UnreadableImageError(f"unreadable JPEG frame ({type(exc).__name__})") from exc
+        if image.size != (info.columns, info.rows) or image.mode != "RGB":
+            raise UnreadableImageError(f"JPEG frame of {image.size[0]}x{image.size[1]} {image.mode} does not "
+                                       f"match the header ({info.columns}x{info.rows}, 3 samples)")
+        if info.photometric_interpretation.upper() == "RGB" and not {"jfif", "adobe"} & image.info.keys():
+            return None
+        try:
+            arrays.append(decode_image(image))
+        except ImageDecodeError as exc:
+            raise _photo_error(exc) from exc
+    return arrays
+
+
+def _to_model_size(array: np.ndarray, meta: dict) -> np.ndarray:
+    """A decoded (rows, columns, 3) frame -> uint8 RGB at model size."""
+    if meta.get("photometric_interpretation") in ("YBR_FULL", "YBR_FULL_422"):
+        array = convert_color_space(array, "YBR_FULL", "RGB")
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise UnreadableImageError(f"decoded frame has shape {array.shape}, expected (rows, columns, 3)")
+    if array.dtype != np.uint8:
+        shift = max(0, int(meta.get("bits_stored", 8)) - 8)
+        array = np.clip(array.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
+    return area_resize(np.ascontiguousarray(array))
