@@ -26,7 +26,8 @@ StreamsOption = Annotated[int | None, typer.Option(help="OpenVINO inference stre
 ThreadsOption = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
 ServingModelOption = Annotated[Path | None, typer.Option(
     "--model", help="IR directory (openvino) or release directory (torch); default: the shipped one.")]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+INPUT_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".dcm", ".dicom", ""}
+"""Files picked up from folders (DICOM files often have no suffix); files named directly are all read."""
 
 
 @app.command()
@@ -165,7 +166,8 @@ def _collect_inputs(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
+                            and f.suffix.lower() in INPUT_SUFFIXES)
         else:
             files.append(p)
     return files

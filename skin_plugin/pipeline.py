@@ -1,4 +1,4 @@
-"""In-process scoring of image files: decode -> batch -> classifier -> per-file result."""
+"""In-process scoring: read (DICOM or photo) -> batch -> classifier -> one result per image frame."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import numpy as np
 
 from skin_plugin.classifier import Classifier
 from skin_plugin.constants import CLASS_CODES
-from skin_plugin.decode import ImageDecodeError, decode_image
+from skin_plugin.dicom.reader import InputError, InputImage, read_input
 
 
 @dataclass(frozen=True)
 class ScoreResult:
     input: str
+    frame: int = 0
+    sop_instance_uid: str | None = None
     label: str | None = None
     probabilities: dict[str, float] | None = None
     error: str | None = None
@@ -24,21 +26,21 @@ class ScoreResult:
 
 
 def score_files(files: list[Path], classifier: Classifier, batch_size: int = 256) -> list[ScoreResult]:
-    """Score each file; a file that cannot be decoded fails alone with its reason."""
-    results: dict[int, ScoreResult] = {}
-    ok_index, arrays = [], []
-    for i, f in enumerate(files):
+    """Score every frame of every file; a file that cannot be read fails alone with its reason."""
+    results: list[ScoreResult | None] = []
+    pending: list[tuple[int, InputImage]] = []
+    for f in files:
         try:
-            arrays.append(decode_image(f))
-            ok_index.append(i)
-        except FileNotFoundError:
-            results[i] = ScoreResult(str(f), error="file not found")
-        except ImageDecodeError as exc:
-            results[i] = ScoreResult(str(f), error=f"cannot decode image: {exc}")
-    for start in range(0, len(arrays), batch_size):
-        pred = classifier.predict(np.stack(arrays[start:start + batch_size]))
-        for j, (probs, label) in enumerate(zip(pred.probabilities, pred.labels)):
-            i = ok_index[start + j]
-            results[i] = ScoreResult(str(files[i]), CLASS_CODES[int(label)],
-                                     {c: round(float(p), 6) for c, p in zip(CLASS_CODES, probs)})
-    return [results[i] for i in range(len(files))]
+            for image in read_input(f):
+                pending.append((len(results), image))
+                results.append(None)
+        except InputError as exc:
+            results.append(ScoreResult(str(f), error=str(exc)))
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start:start + batch_size]
+        pred = classifier.predict(np.stack([image.array for _, image in chunk]))
+        for (slot, image), probs, label in zip(chunk, pred.probabilities, pred.labels):
+            results[slot] = ScoreResult(
+                str(image.path), image.frame_index, image.source.sop_instance_uid if image.source else None,
+                CLASS_CODES[int(label)], {c: round(float(p), 6) for c, p in zip(CLASS_CODES, probs)})
+    return [r for r in results if r is not None]

@@ -19,7 +19,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_subcommands():
     proc = run("--help")
     assert proc.returncode == 0
-    for cmd in ("info", "train", "package", "evaluate", "score"):
+    for cmd in ("info", "train", "package", "evaluate", "score", "export", "bench", "to-dicom"):
         assert cmd in proc.stdout
 
 
@@ -55,4 +55,4 @@ def test_a_corrupt_file_fails_alone(samples_dir, tmp_path):
     assert proc.returncode == 1
     results = {Path(r["input"]).name: r for r in json.loads(out.read_text())}
     assert results[good.name]["label"] in CLASS_CODES
-    assert results["broken.jpg"]["label"] is None and "cannot decode" in results["broken.jpg"]["error"]
+    assert results["broken.jpg"]["label"] is None and "truncated" in results["broken.jpg"]["error"]
