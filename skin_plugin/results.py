@@ -1,0 +1,47 @@
+"""Domain objects of a scoring run, shared by the pipeline, the workers and the report writers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from skin_plugin.dicom.records import DicomSourceInfo
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model produced a result (written into every report)."""
+
+    name: str
+    version: str
+    backend: str
+    precision: str
+    sha256: str
+    """sha256 of the weights/IR file that ran (for IR: the .bin of that precision)."""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The outcome for one image frame: a prediction or a reason it could not be scored."""
+
+    input: str
+    frame: int = 0
+    source: DicomSourceInfo | None = field(default=None, repr=False)
+    """The DICOM source (None for plain photos); holds PHI, so it is kept out of repr()."""
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+    """Per-image share of decode + inference time."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """JSON-ready, without PHI (the source is reduced to its UIDs)."""
+        return {
+            "input": self.input, "frame": self.frame,
+            "sop_instance_uid": self.source.sop_instance_uid if self.source else None,
+            "label": self.label, "probabilities": self.probabilities, "error": self.error,
+            "latency_ms": self.latency_ms,
+        }
