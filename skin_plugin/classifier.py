@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from skin_plugin.prediction import Prediction
+from skin_plugin.results import ModelIdentity
 
 BACKENDS = ("openvino", "torch")
 
@@ -18,18 +19,17 @@ class Classifier(Protocol):
     def predict(self, images: np.ndarray) -> Prediction: ...
 
 
-def model_identity(classifier: object) -> dict:
-    """Name, version, backend and precision of a classifier, for reports."""
+def model_identity(classifier: object) -> ModelIdentity:
+    """Name, version, backend, precision and file hash of a classifier's model, for reports."""
     from skin_plugin.openvino_classifier import OpenVINOClassifier
 
     if isinstance(classifier, OpenVINOClassifier):
         m = classifier.manifest
-        return {"name": m.name, "version": m.version, "backend": "openvino",
-                "precision": classifier.precision, "device": classifier.device,
-                "sha256": m.data["precisions"][classifier.precision]["sha256"]}
+        files = m.data["precisions"][classifier.precision]
+        return ModelIdentity(m.name, m.version, "openvino", classifier.precision,
+                             files["sha256"][files["bin"]])
     release = classifier.release  # type: ignore[attr-defined]
-    return {"name": release.name, "version": release.version, "backend": "torch", "precision": "fp32",
-            "device": "CPU", "sha256": release.manifest["weights"]["sha256"]}
+    return ModelIdentity(release.name, release.version, "torch", "fp32", release.manifest["weights"]["sha256"])
 
 
 def make_classifier(backend: str = "openvino", precision: str = "int8", device: str = "CPU",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +89,7 @@ def evaluate(metadata: Path, images_dir: Path, classifier: Classifier, json_out:
     group_ids = np.array([groups[r.lesion_id] for r in data.records])
     if bootstrap:
         report["ci95"] = bootstrap_intervals(y, pred.probabilities, pred.labels, group_ids, bootstrap)
-    identity = model_identity(classifier)
+    identity = asdict(model_identity(classifier))
     report.update({"model": identity, "metadata": str(metadata), "split": split, "skipped": data.skipped})
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=1))
