@@ -29,7 +29,8 @@ def model_identity(classifier: object) -> ModelIdentity:
         return ModelIdentity(m.name, m.version, "openvino", classifier.precision,
                              files["sha256"][files["bin"]])
     release = classifier.release  # type: ignore[attr-defined]
-    return ModelIdentity(release.name, release.version, "torch", "fp32", release.manifest["weights"]["sha256"])
+    return ModelIdentity(release.name, release.version, "torch", "fp32",
+                         release.manifest["weights"]["sha256"])
 
 
 def make_classifier(backend: str = "openvino", precision: str = "int8", device: str = "CPU",
