@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SAMPLES := tests/fixtures/samples
 
-.PHONY: install run test lint train release clean worker-footprint bench
+.PHONY: install run test lint train release clean worker-footprint bench system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,17 @@ run: $(STAMP)  ## Score the bundled sample images in-process.
 	$(BIN)/skin-plugin info
 	$(BIN)/skin-plugin score $(SAMPLES)
 
-test: $(STAMP)  ## Lint and run the whole test suite.
+SYSTEM_TOOLS := dsrdump dciodvfy chromium
+SYSTEM_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core
+
+system-deps:  ## Debian tools the tests use (DCMTK, dicom3tools, Chromium); installed only if missing.
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+test: $(STAMP) system-deps  ## Lint and run the whole test suite.
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
