@@ -1,0 +1,106 @@
+"""Batch summary (schema ``summary-1.0``): counts, failures, throughput and latency of one scoring run.
+
+Free of PHI: inputs are named by path only and failure reasons come from the reader, whose messages
+never quote header values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skin_plugin.constants import CLASS_CODES
+from skin_plugin.reports.json_report import (
+    DISCLAIMER,
+    SCHEMA_VERSION,
+    ReviewThresholds,
+    review_reasons,
+    utc_now,
+    write_json,
+)
+from skin_plugin.results import ModelIdentity, ScoreResult
+
+SUMMARY_SCHEMA_ID = f"urn:skin-lesion-plugin:schema:summary:{SCHEMA_VERSION}"
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass(frozen=True)
+class FailedInput:
+    input: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What happened to a batch; ``images`` counts every result (scored frames + failed inputs)."""
+
+    model: ModelIdentity
+    images: int
+    scored: int
+    failed: tuple[FailedInput, ...]
+    wall_s: float
+    images_per_s: float | None
+    """``images / wall_s`` (None for a zero wall time)."""
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    counts: dict[str, int]
+    """Predicted class -> number of scored frames (every class present, zeros included)."""
+    flagged: int
+    flag_reasons: dict[str, int]
+    thresholds: ReviewThresholds = field(default_factory=ReviewThresholds)
+    created: str = field(default_factory=utc_now)
+
+    @classmethod
+    def from_results(cls, results: list[ScoreResult], wall_s: float, model: ModelIdentity, *,
+                     thresholds: ReviewThresholds = ReviewThresholds(),
+                     created: str | None = None) -> BatchSummary:
+        scored = [r for r in results if r.ok and r.probabilities is not None]
+        failed = tuple(FailedInput(r.input, r.error or "unknown error") for r in results if not r.ok)
+        latencies = [r.latency_ms for r in scored if r.latency_ms is not None]
+        p50, p95 = (float(v) for v in np.percentile(latencies, [50, 95])) if latencies else (None, None)
+        counts = dict.fromkeys(CLASS_CODES, 0)
+        flag_reasons = {"melanoma_probability": 0, "low_confidence": 0}
+        flagged = 0
+        for r in scored:
+            counts[r.label] += 1
+            reasons = review_reasons(r.probabilities, thresholds)
+            flagged += bool(reasons)
+            for reason in reasons:
+                flag_reasons[reason] += 1
+        return cls(model=model, images=len(results), scored=len(scored), failed=failed,
+                   wall_s=float(wall_s), images_per_s=len(results) / wall_s if wall_s > 0 else None,
+                   latency_p50_ms=p50, latency_p95_ms=p95, counts=counts, flagged=flagged,
+                   flag_reasons=flag_reasons, thresholds=thresholds, created=created or utc_now())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, in the layout of ``schemas/summary-1.0.json``."""
+        def rounded(v: float | None, digits: int = 3) -> float | None:
+            return None if v is None else round(v, digits)
+
+        return {
+            "schema": SUMMARY_SCHEMA_ID,
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created,
+            "disclaimer": DISCLAIMER,
+            "model": asdict(self.model),
+            "images": self.images,
+            "scored": self.scored,
+            "failed": [asdict(f) for f in self.failed],
+            "wall_s": rounded(self.wall_s),
+            "images_per_s": rounded(self.images_per_s, 2),
+            "latency_p50_ms": rounded(self.latency_p50_ms),
+            "latency_p95_ms": rounded(self.latency_p95_ms),
+            "counts": dict(self.counts),
+            "flagged": self.flagged,
+            "flag_reasons": dict(self.flag_reasons),
+            "thresholds": asdict(self.thresholds),
+        }
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``summary.json`` into ``out_dir``; return its path."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return write_json(self.to_dict(), out / SUMMARY_NAME)
