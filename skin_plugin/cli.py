@@ -179,15 +179,23 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
           backend: BackendOption = "openvino", precision: PrecisionOption = "int8",
           device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
           json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
+          out: Annotated[Path | None, typer.Option(
+              help="Reports folder: OUT/sr/*.dcm, OUT/json/*.json, OUT/summary.json, OUT/report.html.",
+          )] = None,
           ) -> None:
-    """Score images in-process and print a prediction for each."""
+    """Score DICOM files and photos in-process; print a prediction for each and write the reports."""
+    import time
+
+    from skin_plugin.classifier import model_identity
     from skin_plugin.pipeline import score_files
 
     files = _collect_inputs(inputs)
     if not files:
         err.print("no input images found")
         raise typer.Exit(2)
-    results = score_files(files, _classifier(backend, precision, device, model, streams, threads))
+    start = time.perf_counter()
+    classifier = _classifier(backend, precision, device, model, streams, threads)
+    results = score_files(files, classifier)
     table = Table(title=f"{len(files)} image(s)")
     for col in ("input", "prediction", "probability", "melanoma p", "status"):
         table.add_column(col)
@@ -200,6 +208,13 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
     console.print(table)
     if json_out:
         json_out.write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    if out:
+        from skin_plugin.reports.batch_writer import BatchWriter
+
+        writer = BatchWriter(out, model_identity(classifier))
+        summary = writer.write_batch(results, time.perf_counter() - start)
+        console.print(f"{summary.scored} scored, {len(summary.failed)} failed, "
+                      f"{summary.images_per_s or 0:.1f} images/s; reports in {out}")
     if any(r.error for r in results):
         raise typer.Exit(1)
 
