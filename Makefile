@@ -18,7 +18,7 @@ install: $(STAMP)
 
 run: $(STAMP)  ## Score the bundled sample images in-process.
 	$(BIN)/skin-plugin info
-	$(BIN)/skin-plugin score $(SAMPLES)
+	$(BIN)/skin-plugin score $(SAMPLES) --out out/sample-run
 
 SYSTEM_TOOLS := dsrdump dciodvfy chromium
 SYSTEM_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core
