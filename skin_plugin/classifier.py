@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.prediction import Prediction
 from skin_plugin.results import ModelIdentity
 
@@ -33,7 +34,7 @@ def model_identity(classifier: object) -> ModelIdentity:
                          release.manifest["weights"]["sha256"])
 
 
-def make_classifier(backend: str = "openvino", precision: str = "int8", device: str = "CPU",
+def make_classifier(backend: str = "openvino", precision: str = DEFAULT_PRECISION, device: str = "CPU",
                     model: Path | None = None, streams: int | None = None,
                     threads: int | None = None) -> Classifier:
     """``model`` is an IR directory (openvino) or a release directory (torch); None = shipped one.

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skin_plugin.dicom.convert import to_dicom_command
+from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.release import RELEASE_DIR
 
 app = typer.Typer(help="Skin-lesion batch scoring (LesionCNN, HAM10000 classes). Not for clinical use.",
@@ -20,7 +21,7 @@ err = Console(stderr=True)
 
 ModelOption = Annotated[Path, typer.Option("--model", help="Release directory or its model.json.")]
 BackendOption = Annotated[str, typer.Option(help="openvino (IR, default) or torch (research).")]
-PrecisionOption = Annotated[str, typer.Option(help="int8 or fp32 (torch: fp32 only).")]
+PrecisionOption = Annotated[str, typer.Option(help="fp32 (default) or int8 (torch: fp32 only).")]
 DeviceOption = Annotated[str, typer.Option(help="OpenVINO device: CPU, NPU, GPU, AUTO, AUTO:NPU,CPU.")]
 StreamsOption = Annotated[int | None, typer.Option(help="OpenVINO inference streams (default: by hint).")]
 ThreadsOption = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
@@ -91,7 +92,7 @@ def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format me
                  images: Annotated[Path, typer.Option(help="Folder of <image_id>.jpg files.")],
                  json_out: Annotated[Path, typer.Option("--json", help="Metrics JSON to write.")],
                  model: ServingModelOption = None,
-                 backend: BackendOption = "openvino", precision: PrecisionOption = "int8",
+                 backend: BackendOption = "openvino", precision: PrecisionOption = DEFAULT_PRECISION,
                  device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
                  split_file: Annotated[Path | None, typer.Option(help="split.csv to filter by.")] = None,
                  split: Annotated[str | None, typer.Option(help="Split to keep (train/val/test).")] = None,
@@ -153,8 +154,6 @@ def _classifier(backend: str, precision: str, device: str, model: Path | None,
     from skin_plugin.classifier import make_classifier
     from skin_plugin.openvino_classifier import DeviceNotAvailableError
 
-    if backend == "torch" and precision == "int8":
-        precision = "fp32"
     try:
         return make_classifier(backend, precision, device, model, streams, threads)
     except (DeviceNotAvailableError, ValueError, FileNotFoundError) as exc:
@@ -176,7 +175,7 @@ def _collect_inputs(inputs: list[Path]) -> list[Path]:
 @app.command()
 def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
           model: ServingModelOption = None,
-          backend: BackendOption = "openvino", precision: PrecisionOption = "int8",
+          backend: BackendOption = "openvino", precision: PrecisionOption = DEFAULT_PRECISION,
           device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
           json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
           out: Annotated[Path | None, typer.Option(

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from skin_plugin.ir_manifest import IRManifest
+from skin_plugin.ir_manifest import DEFAULT_PRECISION, IRManifest
 from skin_plugin.prediction import Prediction
 
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
@@ -37,7 +37,8 @@ def check_device(device: str, available: list[str]) -> None:
 class OpenVINOClassifier:
     """Scores uint8 (N, H, W, 3) RGB batches with the manifest's FP32 or INT8 IR."""
 
-    def __init__(self, manifest: IRManifest | None = None, precision: str = "int8", device: str = "CPU",
+    def __init__(self, manifest: IRManifest | None = None, precision: str = DEFAULT_PRECISION,
+                 device: str = "CPU",
                  hint: str = "THROUGHPUT", streams: int | None = None, threads: int | None = None,
                  static_batch: int | None = None) -> None:
         self.manifest = manifest or IRManifest.load()
