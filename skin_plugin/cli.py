@@ -199,10 +199,11 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
     for col in ("input", "prediction", "probability", "melanoma p", "status"):
         table.add_column(col)
     for r in results:
+        name = Path(r.input).name + (f" #{r.frame}" if r.frame else "")
         if r.error:
-            table.add_row(r.input, "-", "-", "-", f"[red]failed: {r.error}[/red]")
+            table.add_row(name, "-", "-", "-", f"[red]failed: {r.error}[/red]")
         else:
-            table.add_row(r.input, r.label, f"{r.probabilities[r.label]:.3f}",
+            table.add_row(name, r.label, f"{r.probabilities[r.label]:.3f}",
                           f"{r.probabilities['mel']:.3f}", "ok")
     console.print(table)
     if json_out:

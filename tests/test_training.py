@@ -67,7 +67,8 @@ def test_evaluate_cli_on_any_labelled_folder(smoke_release, small_ham, tmp_path)
     proc = subprocess.run([sys.executable, "-m", "skin_plugin.cli", "evaluate",
                            "--metadata", str(small_ham / "metadata.csv"),
                            "--images", str(small_ham / "images"),
-                           "--model", str(smoke_release), "--json", str(out), "--bootstrap", "10"],
+                           "--model", str(smoke_release), "--backend", "torch", "--json", str(out),
+                           "--bootstrap", "10"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())

@@ -242,6 +242,10 @@ def build_dataset(jpeg: bytes, identity: PatientStudy, *, series_uid: str | None
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = 1
     ds.SeriesDescription = "Dermoscopic photographs"
+    ds.Laterality = ""  # Type 2C in General Series: unknown for a converted photo
+    # Frame of Reference module (required by the Dermoscopic Photography IOD): a frame per series.
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[series_uid, "frame-of-reference"])
+    ds.PositionReferenceIndicator = ""
     # General Equipment, Enhanced General Equipment (type 1: identifies the converting software)
     ds.Manufacturer = "skin-lesion-plugin"
     ds.ManufacturerModelName = f"{MODEL_NAME} plugin JPEG to DICOM converter"
