@@ -1,0 +1,55 @@
+"""Per-image cost of the I/O around the model: decoding 600x450 JPEG-in-DICOM to model size, and
+writing the SR + JSON reports. Best and median over repeated passes; prints JSON.
+
+    python -m benchmarks.io_costs
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from skin_plugin.classifier import make_classifier, model_identity
+from skin_plugin.dicom.convert import jpeg_to_dicom
+from skin_plugin.dicom.reader import read_input
+from skin_plugin.pipeline import score_files
+from skin_plugin.reports.batch_writer import BatchWriter
+
+FULLRES = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000_fullres" / "images"
+
+
+def _per_image_ms(fn, items: list, passes: int) -> dict[str, float]:
+    runs = []
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for item in items:
+            fn(item)
+        runs.append(1000 * (time.perf_counter() - t0) / len(items))
+    return {"best_ms": round(min(runs), 3), "median_ms": round(float(np.median(runs)), 3)}
+
+
+def main(n: int = 50, passes: int = 5) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        dicoms = []
+        for i, jpeg in enumerate(sorted(FULLRES.glob("*.jpg"))[:n]):
+            dicoms.append(tmp / f"{i}.dcm")
+            jpeg_to_dicom(jpeg, dicoms[-1])
+        decode = _per_image_ms(read_input, dicoms, passes)
+        classifier = make_classifier()
+        results = score_files(dicoms, classifier)
+        writer = BatchWriter(tmp / "out", model_identity(classifier))
+        writer.write_result(results[0])  # builds the SR template once
+        when = datetime.now()
+        write = _per_image_ms(lambda r: writer.write_result(r, when), results, passes)
+    return {"images": len(dicoms), "source": "600x450 JPEG baseline in Dermoscopic Photography DICOM",
+            "decode_to_model_size": decode, "write_sr_and_json": write}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=1))
