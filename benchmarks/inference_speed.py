@@ -72,10 +72,11 @@ def _ov_runner(spec: RowSpec):
     ov_model = ov.convert_model(model, example_input=torch.zeros(1, 3, INPUT_HEIGHT, INPUT_WIDTH),
                                 input=[(-1, 3, INPUT_HEIGHT, INPUT_WIDTH)])
     compiled = ov.Core().compile_model(add_preprocessing(ov_model), "CPU", {"PERFORMANCE_HINT": hint})
+    request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:
         if len(x) <= THROUGHPUT_BATCH:
-            return compiled.create_infer_request().infer({0: x})[0]
+            return request.infer({0: x})[0]
         queue = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         for i in range(0, len(x), THROUGHPUT_BATCH):
             queue.start_async({0: x[i:i + THROUGHPUT_BATCH]})

@@ -81,6 +81,14 @@ class OpenVINOClassifier:
             self._pid = os.getpid()
         return self._compiled
 
+    def _sync_request(self) -> Any:
+        """One reusable infer request per process for single-batch calls (creating one costs time)."""
+        compiled = self.compiled
+        if getattr(self, "_request_owner", None) is not compiled:
+            self._request = compiled.create_infer_request()
+            self._request_owner = compiled
+        return self._request
+
     @property
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -103,7 +111,7 @@ class OpenVINOClassifier:
         size = self.static_batch or chunk
         chunks = self._chunks(images, size)
         if len(chunks) == 1:
-            return np.array(self.compiled.create_infer_request().infer({0: chunks[0]})[0])[:n]
+            return np.array(self._sync_request().infer({0: chunks[0]})[0])[:n]
         results: list[np.ndarray | None] = [None] * len(chunks)
         queue = ov.AsyncInferQueue(self.compiled, max(1, self.optimal_requests))
 
