@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)  ## Score the bundled sample images in-process.
+run: $(STAMP)  ## Wrap the bundled samples as DICOM, then score them in-process with reports.
 	$(BIN)/skin-plugin info
-	$(BIN)/skin-plugin score $(SAMPLES) --out out/sample-run
+	rm -rf out/sample-inbox && $(BIN)/skin-plugin to-dicom $(SAMPLES) --out out/sample-inbox
+	$(BIN)/skin-plugin score out/sample-inbox --out out/sample-run
 
 SYSTEM_TOOLS := dsrdump dciodvfy chromium
 SYSTEM_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core
