@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from skin_plugin.calibration import Calibration
-from skin_plugin.constants import CLASS_CODES
-from skin_plugin.release import sha256_file
+from skin_plugin.release import read_manifest, sha256_file
 
 IR_DIR = Path(__file__).resolve().parents[1] / "openvino_ir" / "lesioncnn"
 MANIFEST_NAME = "manifest.json"
@@ -24,13 +22,7 @@ class IRManifest:
 
     @classmethod
     def load(cls, path: Path | str = IR_DIR) -> IRManifest:
-        path = Path(path)
-        manifest_path = path if path.suffix == ".json" else path / MANIFEST_NAME
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"no OpenVINO IR manifest at {manifest_path}")
-        data = json.loads(manifest_path.read_text())
-        if tuple(data["classes"]) != CLASS_CODES:
-            raise ValueError(f"{manifest_path}: classes {data['classes']} differ from {list(CLASS_CODES)}")
+        manifest_path, data = read_manifest(path, MANIFEST_NAME, "OpenVINO IR manifest")
         return cls(manifest_path.parent, data)
 
     @property

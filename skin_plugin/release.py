@@ -23,6 +23,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_manifest(path: Path | str, file_name: str, what: str) -> tuple[Path, dict]:
+    """Read a model manifest given its folder or file; check it lists this product's classes."""
+    path = Path(path)
+    manifest_path = path if path.suffix == ".json" else path / file_name
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"no {what} at {manifest_path}")
+    data = json.loads(manifest_path.read_text())
+    if tuple(data["classes"]) != CLASS_CODES:
+        raise ValueError(f"{manifest_path}: classes {data['classes']} differ from {list(CLASS_CODES)}")
+    return manifest_path, data
+
+
 @dataclass(frozen=True)
 class ModelRelease:
     directory: Path
@@ -31,14 +43,7 @@ class ModelRelease:
     @classmethod
     def load(cls, path: Path | str = RELEASE_DIR) -> ModelRelease:
         """Load a release from its directory or its ``model.json``."""
-        path = Path(path)
-        manifest_path = path if path.suffix == ".json" else path / MANIFEST_NAME
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"no model manifest at {manifest_path}")
-        manifest = json.loads(manifest_path.read_text())
-        if tuple(manifest["classes"]) != CLASS_CODES:
-            raise ValueError(f"{manifest_path}: classes {manifest['classes']} differ from "
-                             f"{list(CLASS_CODES)}")
+        manifest_path, manifest = read_manifest(path, MANIFEST_NAME, "model manifest")
         return cls(manifest_path.parent, manifest)
 
     @property
