@@ -13,6 +13,7 @@ from rich.table import Table
 from skin_plugin.dicom.convert import to_dicom_command
 from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.release import RELEASE_DIR
+from workers.commands import status_command, submit_command, worker_command
 
 app = typer.Typer(help="Skin-lesion batch scoring (LesionCNN, HAM10000 classes). Not for clinical use.",
                   no_args_is_help=True, add_completion=False)
@@ -27,8 +28,6 @@ StreamsOption = Annotated[int | None, typer.Option(help="OpenVINO inference stre
 ThreadsOption = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
 ServingModelOption = Annotated[Path | None, typer.Option(
     "--model", help="IR directory (openvino) or release directory (torch); default: the shipped one.")]
-INPUT_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".dcm", ".dicom", ""}
-"""Files picked up from folders (DICOM files often have no suffix); files named directly are all read."""
 
 
 @app.command()
@@ -58,6 +57,10 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           data: Annotated[Path | None, typer.Option(help="HAM10000 folder (metadata.csv, images/).")] = None,
           epochs: int = 100, patience: int = 40, max_minutes: float = 56.0, seed: int = 0,
           max_batches_per_epoch: Annotated[int, typer.Option(help="Limit batches (smoke runs).")] = 0,
+          sampling_power: Annotated[float, typer.Option(help="Class-balanced sampling power (0..1).")] = 0.5,
+          dropout: float = 0.2,
+          cutmix_prob: Annotated[float, typer.Option(help="Share of batches mixed with CutMix.")] = 0.0,
+          threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:
     """Train LesionCNN (MONAI preprocessing), then calibrate, evaluate and package it into OUT."""
@@ -68,7 +71,8 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
 
     data_dir = data or DEFAULT_DATA_DIR
     cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(out), seed=seed, max_epochs=epochs,
-                      patience=patience, max_minutes=max_minutes, max_batches_per_epoch=max_batches_per_epoch)
+                      patience=patience, max_minutes=max_minutes, max_batches_per_epoch=max_batches_per_epoch,
+                      sampling_power=sampling_power, dropout=dropout, cutmix_prob=cutmix_prob, threads=threads)
     run_training(cfg)
     if package:
         package_release(out, out, data_dir)
@@ -161,41 +165,8 @@ def _classifier(backend: str, precision: str, device: str, model: Path | None,
         raise typer.Exit(2) from exc
 
 
-def _collect_inputs(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in inputs:
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
-                            and f.suffix.lower() in INPUT_SUFFIXES)
-        else:
-            files.append(p)
-    return files
-
-
-@app.command()
-def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-          model: ServingModelOption = None,
-          backend: BackendOption = "openvino", precision: PrecisionOption = DEFAULT_PRECISION,
-          device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
-          json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
-          out: Annotated[Path | None, typer.Option(
-              help="Reports folder: OUT/sr/*.dcm, OUT/json/*.json, OUT/summary.json, OUT/report.html.",
-          )] = None,
-          ) -> None:
-    """Score DICOM files and photos in-process; print a prediction for each and write the reports."""
-    import time
-
-    from skin_plugin.classifier import model_identity
-    from skin_plugin.pipeline import score_files
-
-    files = _collect_inputs(inputs)
-    if not files:
-        err.print("no input images found")
-        raise typer.Exit(2)
-    start = time.perf_counter()
-    classifier = _classifier(backend, precision, device, model, streams, threads)
-    results = score_files(files, classifier)
-    table = Table(title=f"{len(files)} image(s)")
+def _print_results(results: list) -> None:
+    table = Table(title=f"{len(results)} result(s)")
     for col in ("input", "prediction", "probability", "melanoma p", "status"):
         table.add_column(col)
     for r in results:
@@ -206,21 +177,80 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
             table.add_row(name, r.label, f"{r.probabilities[r.label]:.3f}",
                           f"{r.probabilities['mel']:.3f}", "ok")
     console.print(table)
+
+
+@app.command()
+def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+          out: Annotated[Path | None, typer.Option(
+              help="Reports folder: OUT/sr/*.dcm, OUT/json/*.json, OUT/summary.json, OUT/report.html.",
+          )] = None,
+          broker: Annotated[str | None, typer.Option(
+              help="Redis broker of an existing cluster (default: $SKIN_BROKER_URL, else embedded).")] = None,
+          workers: Annotated[int | None, typer.Option(help="Embedded worker processes (default: cores).")] = None,
+          queue: Annotated[str, typer.Option(help="Queue: urgent or batch.")] = "batch",
+          chunk_size: Annotated[int, typer.Option(help="Images per task.")] = 32,
+          wait: Annotated[bool, typer.Option(help="Wait for the batch (--no-wait: print its id).")] = True,
+          in_process: Annotated[bool, typer.Option(
+              "--in-process", help="Score in this process, without a queue.")] = False,
+          model: ServingModelOption = None,
+          backend: BackendOption = "openvino", precision: PrecisionOption = DEFAULT_PRECISION,
+          device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
+          json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
+          ) -> None:
+    """Score DICOM files and photos through the queue (embedded Redis + workers by default) or in-process.
+
+    Prints a prediction for each image and the throughput summary; writes the reports into OUT.
+    """
+    import time
+
+    from skin_plugin.inputs import collect_inputs
+
+    files = collect_inputs(inputs)
+    if not files:
+        err.print("no input images found")
+        raise typer.Exit(2)
+    queued = not in_process and backend == "openvino" and model is None
+    if not queued or out is None:
+        if not in_process:
+            err.print("scoring in-process (the queue needs --out, the OpenVINO backend and the shipped model)")
+        from skin_plugin.classifier import model_identity
+        from skin_plugin.pipeline import score_files
+
+        start = time.perf_counter()
+        classifier = _classifier(backend, precision, device, model, streams, threads)
+        results = score_files(files, classifier)
+        summary = None
+        if out:
+            from skin_plugin.reports.batch_writer import BatchWriter
+
+            summary = BatchWriter(out, model_identity(classifier)).write_batch(
+                results, time.perf_counter() - start).to_dict()
+    else:
+        from workers.commands import score_queued
+
+        results, summary = score_queued(files, out, broker=broker, workers=workers, queue=queue,
+                                        chunk_size=chunk_size, precision=precision, device=device, wait=wait)
+        if not wait:
+            return
+    _print_results(results)
     if json_out:
         json_out.write_text(json.dumps([r.to_dict() for r in results], indent=1))
-    if out:
-        from skin_plugin.reports.batch_writer import BatchWriter
-
-        writer = BatchWriter(out, model_identity(classifier))
-        summary = writer.write_batch(results, time.perf_counter() - start)
-        console.print(f"{summary.scored} scored, {len(summary.failed)} failed, "
-                      f"{summary.images_per_s or 0:.1f} images/s; reports in {out}")
+    if summary:
+        wait_ms = summary.get("queue_wait_p50_ms")
+        console.print(
+            f"{summary['scored']} scored, {len(summary['failed'])} failed in {summary['wall_s']:.2f} s: "
+            f"{summary['images_per_s'] or 0:.1f} images/s, latency p50/p95 {summary['latency_p50_ms']}/"
+            f"{summary['latency_p95_ms']} ms" + (f", queue wait p50 {wait_ms} ms" if wait_ms is not None else "")
+            + f"; reports in {out}")
     if any(r.error for r in results):
         raise typer.Exit(1)
 
 
 app.command("to-dicom", help="Wrap JPEG photos as Dermoscopic Photography DICOM (no re-encoding).")(
     to_dicom_command)
+app.command("worker")(worker_command)
+app.command("submit")(submit_command)
+app.command("status")(status_command)
 
 
 def main() -> None:

@@ -31,7 +31,11 @@ class ScoreResult:
     probabilities: dict[str, float] | None = None
     error: str | None = None
     latency_ms: float | None = None
-    """Per-image share of decode + inference time."""
+    """Per-image decode time plus its share of the inference call (and report writing, when queued)."""
+    queue_wait_ms: float | None = None
+    """Time from submission to the start of the task that scored it (queued runs only)."""
+    worker: str | None = None
+    """The worker process that scored it (queued runs only)."""
 
     @property
     def ok(self) -> bool:
@@ -43,5 +47,5 @@ class ScoreResult:
             "input": self.input, "frame": self.frame,
             "sop_instance_uid": self.source.sop_instance_uid if self.source else None,
             "label": self.label, "probabilities": self.probabilities, "error": self.error,
-            "latency_ms": self.latency_ms,
+            "latency_ms": self.latency_ms, "queue_wait_ms": self.queue_wait_ms, "worker": self.worker,
         }

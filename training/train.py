@@ -45,6 +45,9 @@ class TrainConfig:
     (0 = natural frequencies, 1 = fully balanced; 0.5 = square-root balancing)."""
     ema_decay: float = 0.998
     dropout: float = 0.2
+    cutmix_prob: float = 0.0
+    """Share of batches mixed with CutMix (a box of one image pasted into another, labels mixed by area)."""
+    cutmix_alpha: float = 1.0
     threads: int = 2
     history: list[dict] = field(default_factory=list)
 
@@ -75,6 +78,20 @@ def _ema_with_warmup(decay: float):
         return d * averaged + (1 - d) * current
 
     return avg_fn
+
+
+def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Paste a random box of a shuffled copy of the batch; return images, partner order and label weight."""
+    b, _, h, w = x.shape
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    order = torch.randperm(b, generator=gen)
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, (1,), generator=gen)), int(torch.randint(w, (1,), generator=gen))
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[order, :, y0:y1, x0:x1]
+    return x, order, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -160,7 +177,15 @@ def train(cfg: TrainConfig) -> Path:
                 x = normalize_batch(augment(x_train[sel])).contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(step, total_steps, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
-                loss = F.cross_entropy(model(x), y_train[sel], label_smoothing=cfg.label_smoothing)
+                y = y_train[sel]
+                if cfg.cutmix_prob and float(torch.rand(1, generator=gen)) < cfg.cutmix_prob:
+                    x, order, lam = cutmix(x, gen, cfg.cutmix_alpha)
+                    out_logits = model(x)
+                    loss = (lam * F.cross_entropy(out_logits, y, label_smoothing=cfg.label_smoothing)
+                            + (1 - lam) * F.cross_entropy(out_logits, y[order],
+                                                          label_smoothing=cfg.label_smoothing))
+                else:
+                    loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

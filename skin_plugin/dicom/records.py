@@ -83,6 +83,23 @@ class DicomSourceInfo:
         """Names of the attributes that hold protected health information."""
         return tuple(f.name for f in fields(cls) if f.metadata.get("phi"))
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every attribute (PHI included) as plain JSON types, for a result store; see :meth:`from_dict`."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        region = self.anatomic_region
+        data["anatomic_region"] = None if region is None else {
+            "code_meaning": region.code_meaning, "code_value": region.code_value,
+            "coding_scheme_designator": region.coding_scheme_designator}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DicomSourceInfo:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("anatomic_region") is not None:
+            values["anatomic_region"] = AnatomicRegion(**values["anatomic_region"])
+        return cls(**values)
+
     @classmethod
     def from_dataset(cls, ds: Dataset, transfer_syntax_uid: str = "") -> DicomSourceInfo:
         """Build the record from a parsed dataset; missing or malformed values become defaults."""

@@ -34,6 +34,23 @@ class FailedInput:
 
 
 @dataclass(frozen=True)
+class WorkerThroughput:
+    worker: str
+    images: int
+    images_per_s: float | None
+
+
+IN_PROCESS_WORKER = "in-process"
+
+
+def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    p50, p95 = np.percentile(values, [50, 95])
+    return float(p50), float(p95)
+
+
+@dataclass(frozen=True)
 class BatchSummary:
     """What happened to a batch; ``images`` counts every result (scored frames + failed inputs)."""
 
@@ -52,15 +69,25 @@ class BatchSummary:
     flag_reasons: dict[str, int]
     thresholds: ReviewThresholds = field(default_factory=ReviewThresholds)
     created: str = field(default_factory=utc_now)
+    batch_id: str | None = None
+    queue_wait_p50_ms: float | None = None
+    queue_wait_p95_ms: float | None = None
+    workers: tuple[WorkerThroughput, ...] = ()
 
     @classmethod
     def from_results(cls, results: list[ScoreResult], wall_s: float, model: ModelIdentity, *,
                      thresholds: ReviewThresholds = ReviewThresholds(),
-                     created: str | None = None) -> BatchSummary:
+                     created: str | None = None, batch_id: str | None = None) -> BatchSummary:
         scored = [r for r in results if r.ok and r.probabilities is not None]
         failed = tuple(FailedInput(r.input, r.error or "unknown error") for r in results if not r.ok)
-        latencies = [r.latency_ms for r in scored if r.latency_ms is not None]
-        p50, p95 = (float(v) for v in np.percentile(latencies, [50, 95])) if latencies else (None, None)
+        p50, p95 = _percentiles([r.latency_ms for r in scored if r.latency_ms is not None])
+        w50, w95 = _percentiles([r.queue_wait_ms for r in scored if r.queue_wait_ms is not None])
+        per_worker: dict[str, int] = {}
+        for r in scored:
+            key = r.worker or IN_PROCESS_WORKER
+            per_worker[key] = per_worker.get(key, 0) + 1
+        workers = tuple(WorkerThroughput(w, n, n / wall_s if wall_s > 0 else None)
+                        for w, n in sorted(per_worker.items()))
         counts = dict.fromkeys(CLASS_CODES, 0)
         flag_reasons = {"melanoma_probability": 0, "low_confidence": 0}
         flagged = 0
@@ -73,7 +100,8 @@ class BatchSummary:
         return cls(model=model, images=len(results), scored=len(scored), failed=failed,
                    wall_s=float(wall_s), images_per_s=len(results) / wall_s if wall_s > 0 else None,
                    latency_p50_ms=p50, latency_p95_ms=p95, counts=counts, flagged=flagged,
-                   flag_reasons=flag_reasons, thresholds=thresholds, created=created or utc_now())
+                   flag_reasons=flag_reasons, thresholds=thresholds, created=created or utc_now(),
+                   batch_id=batch_id, queue_wait_p50_ms=w50, queue_wait_p95_ms=w95, workers=workers)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in the layout of ``schemas/summary-1.0.json``."""
@@ -97,6 +125,11 @@ class BatchSummary:
             "flagged": self.flagged,
             "flag_reasons": dict(self.flag_reasons),
             "thresholds": asdict(self.thresholds),
+            "batch_id": self.batch_id,
+            "queue_wait_p50_ms": rounded(self.queue_wait_p50_ms),
+            "queue_wait_p95_ms": rounded(self.queue_wait_p95_ms),
+            "workers": [{"worker": w.worker, "images": w.images, "images_per_s": rounded(w.images_per_s, 2)}
+                        for w in self.workers],
         }
 
     def write(self, out_dir: str | Path) -> Path:

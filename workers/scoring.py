@@ -1,0 +1,168 @@
+"""The work of one task: read a chunk of jobs, one inference call, reports, records — no Celery here."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from skin_plugin.classifier import Classifier, make_classifier, model_identity
+from skin_plugin.dicom.reader import InputError, read_input
+from skin_plugin.dicom.records import DicomSourceInfo
+from skin_plugin.pipeline import score_frames
+from skin_plugin.reports.batch_writer import BatchWriter
+from skin_plugin.results import ModelIdentity, ScoreResult
+from workers import metrics
+from workers.config import WorkerSettings
+from workers.store import BatchStore
+
+
+class TransientError(RuntimeError):
+    """Worth retrying: the disk or the broker failed, not the input."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file of a batch (a multi-frame DICOM yields several results)."""
+
+    job_id: str
+    path: str
+    enqueued_at: float
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        return cls(str(d["job_id"]), str(d["path"]), float(d["enqueued_at"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "path": self.path, "enqueued_at": self.enqueued_at}
+
+
+def input_key(path: str) -> str | None:
+    """sha256 of the file's bytes (the idempotency key), or None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def result_record(result: ScoreResult) -> dict[str, Any]:
+    """A frame result as stored in Redis (the source, PHI included, feeds the batch's HTML report)."""
+    d = result.to_dict()
+    d["source"] = result.source.to_dict() if result.source else None
+    return d
+
+
+def result_from_record(d: dict[str, Any]) -> ScoreResult:
+    source = DicomSourceInfo.from_dict(d["source"]) if d.get("source") else None
+    return ScoreResult(d["input"], d.get("frame", 0), source, d.get("label"), d.get("probabilities"),
+                       d.get("error"), d.get("latency_ms"), d.get("queue_wait_ms"), d.get("worker"))
+
+
+class ChunkScorer:
+    """Scores chunks of jobs in one worker process: model and report templates are built once."""
+
+    def __init__(self, settings: WorkerSettings, store: BatchStore, worker: str,
+                 classifier: Classifier | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.worker = worker
+        self._classifier = classifier
+        self._writers: dict[str, BatchWriter] = {}
+
+    @property
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            self._classifier = make_classifier("openvino", self.settings.precision, self.settings.device,
+                                               threads=self.settings.inference_threads)
+        return self._classifier
+
+    @property
+    def model(self) -> ModelIdentity:
+        return model_identity(self.classifier)
+
+    def writer(self, out_dir: str) -> BatchWriter:
+        if out_dir not in self._writers:
+            self._writers[out_dir] = BatchWriter(Path(out_dir), self.model)
+        return self._writers[out_dir]
+
+    def score(self, batch_id: str, out_dir: str, jobs: list[Job]) -> list[tuple[Job, dict[str, Any]]]:
+        """Records for the jobs not yet recorded in the batch. Raises TransientError on I/O trouble."""
+        started = time.time()
+        seen = self.store.recorded_jobs(batch_id)
+        jobs = [j for j in jobs if j.job_id not in seen]
+        model = self.model
+        out: list[tuple[Job, dict[str, Any]]] = []
+        to_score: list[tuple[Job, str | None]] = []
+        for job in jobs:
+            key = input_key(job.path)
+            previous = self.store.previous_result(model.sha256, key) if key else None
+            if previous is not None:
+                out.append((job, self._reuse(previous, out_dir, job)))
+            else:
+                to_score.append((job, key))
+        results: list[ScoreResult | None] = []
+        pending = []
+        owners: list[tuple[Job, str | None, list[int]]] = []
+        for job, key in to_score:
+            t0 = time.perf_counter()
+            try:
+                images = read_input(job.path)
+            except InputError as exc:
+                metrics.IMAGES_FAILED.labels(metrics.reason_code(exc)).inc()
+                owners.append((job, key, [len(results)]))
+                results.append(ScoreResult(job.path, error=str(exc), worker=self.worker,
+                                           queue_wait_ms=1000 * max(0.0, started - job.enqueued_at)))
+                continue
+            decode_ms = 1000 * (time.perf_counter() - t0) / max(1, len(images))
+            slots = []
+            for image in images:
+                slots.append(len(results))
+                pending.append((len(results), image, decode_ms))
+                results.append(None)
+            owners.append((job, key, slots))
+        score_frames(pending, self.classifier, results, worker=self.worker)
+        writer = self.writer(out_dir)
+        for job, key, slots in owners:
+            frames, reports = [], []
+            for slot in slots:
+                r = results[slot]
+                assert r is not None
+                t0 = time.perf_counter()
+                try:
+                    reports += [str(p) for p in writer.write_result(r)]
+                except OSError as exc:
+                    raise TransientError(f"cannot write reports: {exc.strerror or exc}") from exc
+                write_ms = 1000 * (time.perf_counter() - t0)
+                r = replace(r, queue_wait_ms=round(1000 * max(0.0, started - job.enqueued_at), 3),
+                            latency_ms=None if r.latency_ms is None else round(r.latency_ms + write_ms, 3))
+                frames.append(result_record(r))
+                if r.ok:
+                    metrics.IMAGES_SCORED.labels("scored", r.label, self.worker).inc()
+                    metrics.IMAGE_LATENCY.observe((r.latency_ms or 0.0) / 1000)
+                else:
+                    metrics.IMAGES_SCORED.labels("failed", "", self.worker).inc()
+            record = {"job_id": job.job_id, "input": job.path, "frames": frames, "reports": reports,
+                      "error": frames[0]["error"] if len(frames) == 1 and frames[0]["error"] else None,
+                      "reused": False}
+            if key and not record["error"]:
+                self.store.remember_result(model.sha256, key, {"frames": frames, "reports": reports})
+            out.append((job, record))
+        return out
+
+    def _reuse(self, previous: dict[str, Any], out_dir: str, job: Job) -> dict[str, Any]:
+        """An input this model already scored: copy its reports here instead of scoring it again."""
+        reports = []
+        for src in previous.get("reports", []):
+            kind = Path(src).parent.name  # "sr" or "json"
+            dst = Path(out_dir) / kind / Path(src).name
+            if Path(src).exists() and Path(src).resolve() != dst.resolve():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+            reports.append(str(dst))
+        frames = [dict(f, input=job.path, worker=self.worker) for f in previous["frames"]]
+        return {"job_id": job.job_id, "input": job.path, "frames": frames, "reports": reports,
+                "error": None, "reused": True}

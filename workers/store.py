@@ -1,0 +1,206 @@
+"""Batch and job state in Redis: progress counters, one record per job, idempotency markers.
+
+Keys (all under ``skin:``):
+
+- ``skin:batch:<id>`` hash: total, done, failed, completed, queue, out_dir, submitted, started, finished,
+  reported
+- ``skin:batch:<id>:jobs`` hash: job id -> JSON job record (first record wins: a redelivered task
+  cannot count a job twice)
+- ``skin:batches`` sorted set: batch id by submission time (recent batches for ``status``)
+- ``skin:done:<model sha>:<input key>`` string: the JSON record of the last scoring of that input by
+  that model (idempotency: the same input is not scored twice by the same model)
+- ``skin:scheduled`` sorted set: batch id by release time; ``skin:scheduled:<id>`` its task payloads
+- ``skin:worker:<name>`` string with a TTL: heartbeat of a live worker process
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from workers.config import WorkerSettings, redis_client_url
+
+PREFIX = "skin:"
+BATCHES = PREFIX + "batches"
+SCHEDULED = PREFIX + "scheduled"
+WORKER_HEARTBEAT_TTL_S = 30
+
+# Record a job once, count it, return the number of completed jobs (or -1 if already recorded).
+_RECORD_JOB = """
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return -1 end
+redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return redis.call('HINCRBY', KEYS[1], 'completed', 1)
+"""
+
+
+def connect(settings: WorkerSettings) -> redis.Redis:
+    """A Redis client that rides out short broker outages (exponential backoff, ~1 minute)."""
+    kwargs: dict[str, Any] = {
+        "retry": Retry(ExponentialBackoff(cap=5.0, base=0.1), retries=20),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError, ConnectionRefusedError],
+        "socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 15,
+        "decode_responses": True,
+    }
+    if settings.redis_tls_ca_certs and settings.broker_url.startswith("rediss://"):
+        kwargs["ssl_ca_certs"] = settings.redis_tls_ca_certs
+    return redis.Redis.from_url(redis_client_url(settings.broker_url), **kwargs)
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def jobs_key(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}:jobs"
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """Progress of one batch, as ``skin-plugin status`` shows it."""
+
+    batch_id: str
+    total: int
+    done: int
+    failed: int
+    queue: str
+    out_dir: str
+    submitted: float | None
+    started: float | None
+    finished: float | None
+    release_at: float | None = None
+    reported: float | None = None
+    """When summary.json and report.html were written."""
+
+    @property
+    def completed(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def state(self) -> str:
+        if self.finished:
+            return "finished"
+        if self.release_at and not self.started:
+            return "scheduled"
+        return "running" if self.started else "queued"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "state": self.state, "total": self.total, "done": self.done,
+                "failed": self.failed, "queue": self.queue, "out_dir": self.out_dir,
+                "submitted": self.submitted, "started": self.started, "finished": self.finished,
+                "release_at": self.release_at}
+
+
+def _float(value: str | None) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+class BatchStore:
+    """All reads and writes of batch/job state; every write is idempotent or atomic."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int = 7 * 24 * 3600,
+                 settings: WorkerSettings | None = None) -> None:
+        self.r = client
+        self.settings = settings
+        """The settings this store was made from (the Celery broker of the same Redis)."""
+        self.ttl_s = ttl_s
+        self._record = client.register_script(_RECORD_JOB)
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> BatchStore:
+        return cls(connect(settings), settings.result_ttl_s, settings)
+
+    # --- batches -------------------------------------------------------------------------
+    def create_batch(self, batch_id: str, total: int, queue: str, out_dir: str,
+                     release_at: float | None = None) -> None:
+        now = time.time()
+        fields = {"total": total, "done": 0, "failed": 0, "completed": 0, "queue": queue,
+                  "out_dir": out_dir, "submitted": now}
+        if release_at:
+            fields["release_at"] = release_at
+        pipe = self.r.pipeline()
+        pipe.hset(batch_key(batch_id), mapping=fields)
+        pipe.expire(batch_key(batch_id), self.ttl_s)
+        pipe.zadd(BATCHES, {batch_id: now})
+        pipe.execute()
+
+    def mark_started(self, batch_id: str) -> None:
+        self.r.hsetnx(batch_key(batch_id), "started", time.time())
+
+    def mark_finished(self, batch_id: str) -> bool:
+        """True for the one caller that sets the finish time."""
+        return bool(self.r.hsetnx(batch_key(batch_id), "finished", time.time()))
+
+    def mark_reported(self, batch_id: str) -> None:
+        self.r.hset(batch_key(batch_id), "reported", time.time())
+
+    def status(self, batch_id: str) -> BatchStatus | None:
+        h = self.r.hgetall(batch_key(batch_id))
+        if not h:
+            return None
+        return BatchStatus(batch_id, int(h.get("total", 0)), int(h.get("done", 0)), int(h.get("failed", 0)),
+                           h.get("queue", ""), h.get("out_dir", ""), _float(h.get("submitted")),
+                           _float(h.get("started")), _float(h.get("finished")), _float(h.get("release_at")),
+                           _float(h.get("reported")))
+
+    def recent_batches(self, limit: int = 20) -> list[BatchStatus]:
+        ids = self.r.zrevrange(BATCHES, 0, limit - 1)
+        return [s for s in (self.status(i) for i in ids) if s is not None]
+
+    # --- jobs ----------------------------------------------------------------------------
+    def record_job(self, batch_id: str, job_id: str, record: dict[str, Any]) -> int:
+        """Store a job's record once; return completed jobs of the batch, or -1 if it was recorded already."""
+        outcome = "failed" if record.get("error") else "done"
+        return int(self._record(keys=[batch_key(batch_id), jobs_key(batch_id)],
+                                args=[job_id, json.dumps(record), outcome, self.ttl_s]))
+
+    def recorded_jobs(self, batch_id: str) -> set[str]:
+        return set(self.r.hkeys(jobs_key(batch_id)))
+
+    def job_records(self, batch_id: str) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in self.r.hvals(jobs_key(batch_id))]
+
+    # --- idempotency ---------------------------------------------------------------------
+    def previous_result(self, model_sha: str, input_key: str) -> dict[str, Any] | None:
+        raw = self.r.get(f"{PREFIX}done:{model_sha}:{input_key}")
+        return None if raw is None else json.loads(raw)
+
+    def remember_result(self, model_sha: str, input_key: str, record: dict[str, Any]) -> None:
+        self.r.set(f"{PREFIX}done:{model_sha}:{input_key}", json.dumps(record), ex=self.ttl_s)
+
+    # --- scheduled batches ---------------------------------------------------------------
+    def schedule(self, batch_id: str, release_at: float, payloads: list[dict[str, Any]]) -> None:
+        pipe = self.r.pipeline()
+        pipe.set(f"{SCHEDULED}:{batch_id}", json.dumps(payloads), ex=self.ttl_s)
+        pipe.zadd(SCHEDULED, {batch_id: release_at})
+        pipe.execute()
+
+    def claim_due(self, now: float | None = None) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Scheduled batches whose time has come; each is returned to exactly one caller."""
+        claimed = []
+        for batch_id in self.r.zrangebyscore(SCHEDULED, "-inf", now or time.time()):
+            if self.r.zrem(SCHEDULED, batch_id):  # only one caller wins the removal
+                raw = self.r.get(f"{SCHEDULED}:{batch_id}")
+                claimed.append((batch_id, json.loads(raw) if raw else []))
+        return claimed
+
+    def unschedule(self, batch_id: str) -> None:
+        self.r.delete(f"{SCHEDULED}:{batch_id}")
+
+    # --- workers -------------------------------------------------------------------------
+    def heartbeat(self, worker: str, info: dict[str, Any]) -> None:
+        self.r.set(f"{PREFIX}worker:{worker}", json.dumps(info), ex=WORKER_HEARTBEAT_TTL_S)
+
+    def remove_worker(self, worker: str) -> None:
+        self.r.delete(f"{PREFIX}worker:{worker}")
+
+    def live_workers(self) -> dict[str, dict[str, Any]]:
+        keys = list(self.r.scan_iter(f"{PREFIX}worker:*", count=100))
+        values = self.r.mget(keys) if keys else []
+        return {k[len(PREFIX) + 7:]: json.loads(v) for k, v in zip(keys, values) if v}
