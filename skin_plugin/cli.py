@@ -13,7 +13,7 @@ from rich.table import Table
 from skin_plugin.dicom.convert import to_dicom_command
 from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.release import RELEASE_DIR
-from workers.commands import status_command, submit_command, worker_command
+from workers.commands import exporter_command, status_command, submit_command, worker_command
 
 app = typer.Typer(help="Skin-lesion batch scoring (LesionCNN, HAM10000 classes). Not for clinical use.",
                   no_args_is_help=True, add_completion=False)
@@ -251,6 +251,7 @@ app.command("to-dicom", help="Wrap JPEG photos as Dermoscopic Photography DICOM 
 app.command("worker")(worker_command)
 app.command("submit")(submit_command)
 app.command("status")(status_command)
+app.command("exporter")(exporter_command)
 
 
 def main() -> None:

@@ -22,3 +22,29 @@ def ham_dir() -> Path:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return SAMPLES
+
+
+FULLRES = ROOT.parent / "shared" / "data" / "ham10000_fullres" / "images"
+TEST_REDIS_DB = 13
+"""Database of the machine's Redis (127.0.0.1:6379) used by the queue tests; flushed around each test."""
+
+
+@pytest.fixture()
+def redis_url():
+    import redis
+
+    client = redis.Redis(port=6379, db=TEST_REDIS_DB)
+    client.flushdb()
+    yield f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def fullres_dicoms(tmp_path_factory) -> list[Path]:
+    """The 150 full-resolution (600x450) HAM10000 photos as Dermoscopic Photography DICOM files."""
+    from skin_plugin.dicom.convert import convert_files
+
+    if not FULLRES.is_dir():
+        pytest.fail(f"{FULLRES} not found (../shared must sit beside the repo)")
+    out = tmp_path_factory.mktemp("fullres-dicom")
+    return sorted(c.path for c in convert_files([FULLRES], out))

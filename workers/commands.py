@@ -133,3 +133,19 @@ def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: i
     with embedded_cluster(settings, n) as local:
         return run(local)
 
+
+
+def exporter_command(port: Annotated[int, typer.Option(help="HTTP port for /metrics and the status page.")] = 9808,
+                     host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+                     broker: BrokerOption = None) -> None:
+    """Serve Prometheus /metrics (workers + queue length and oldest-job age) and the status page."""
+    from workers.exporter import serve
+
+    server = serve(_settings(broker), host, port)
+    err.print(f"exporter on http://{host}:{server.server_address[1]}/ (metrics at /metrics)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -18,7 +18,7 @@ from workers.config import WorkerSettings
 from workers.scoring import ChunkScorer
 from workers.store import BatchStore
 
-HEARTBEAT_INTERVAL_S = 10.0
+HEARTBEAT_INTERVAL_S = float(os.environ.get("SKIN_HEARTBEAT_INTERVAL", "10"))
 _node_name = os.environ.get("SKIN_WORKER_NAME") or socket.gethostname()
 
 

@@ -11,6 +11,7 @@ Keys (all under ``skin:``):
   that model (idempotency: the same input is not scored twice by the same model)
 - ``skin:scheduled`` sorted set: batch id by release time; ``skin:scheduled:<id>`` its task payloads
 - ``skin:worker:<name>`` string with a TTL: heartbeat of a live worker process
+- ``skin:throughput:<unix minute>`` integer with a 25 h TTL: images completed in that minute
 """
 
 from __future__ import annotations
@@ -192,6 +193,21 @@ class BatchStore:
 
     def unschedule(self, batch_id: str) -> None:
         self.r.delete(f"{SCHEDULED}:{batch_id}")
+
+    # --- throughput history ---------------------------------------------------------------
+    def add_throughput(self, images: int, when: float | None = None) -> None:
+        key = f"{PREFIX}throughput:{int((when or time.time()) // 60)}"
+        pipe = self.r.pipeline()
+        pipe.incrby(key, images)
+        pipe.expire(key, 25 * 3600)
+        pipe.execute()
+
+    def throughput_per_minute(self, minutes: int = 24 * 60, now: float | None = None) -> list[tuple[int, int]]:
+        """(unix minute, images) for the last ``minutes`` minutes, oldest first, zeros included."""
+        last = int((now or time.time()) // 60)
+        mins = list(range(last - minutes + 1, last + 1))
+        values = self.r.mget([f"{PREFIX}throughput:{m}" for m in mins])
+        return [(m, int(v or 0)) for m, v in zip(mins, values)]
 
     # --- workers -------------------------------------------------------------------------
     def heartbeat(self, worker: str, info: dict[str, Any]) -> None:

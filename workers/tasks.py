@@ -46,6 +46,8 @@ def score_chunk(self: Any, batch_id: str, out_dir: str, jobs: list[dict[str, Any
     except Exception as exc:  # noqa: BLE001 - an unexpected bug still ends every job with a reason
         log.exception("batch %s: unexpected error", batch_id)
         recorded += _fail_remaining(ctx, batch_id, chunk, f"internal error: {type(exc).__name__}")
+    if recorded:
+        ctx.store.add_throughput(recorded)
     metrics.TASK_DURATION.labels(queue).observe(time.perf_counter() - t0)
     metrics.TASK_BATCH_SIZE.observe(len(chunk))
     status = ctx.store.status(batch_id)
