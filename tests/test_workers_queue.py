@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pydicom
 import pytest
-from queue_support import Worker, worker_settings, wait_until
+from queue_support import Worker, wait_until, worker_settings
 
 from skin_plugin.reports.json_report import load_schema
 from workers.client import next_time_of_day, submit_batch, wait_for_batch

@@ -22,6 +22,8 @@ def make_app(settings: WorkerSettings) -> Celery:
         "visibility_timeout": settings.visibility_timeout_s,
         "queue_order_strategy": "priority",  # BRPOP urgent before batch
         "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,  # sweep for messages of dead workers every 10 s (default: 100 s)
+        "unacked_mutex_expire": 30,  # a worker killed during a sweep blocks sweeps this long (default: 300 s)
         "health_check_interval": 15,
     }
     app.conf.update(
