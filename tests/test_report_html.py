@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import chromium_screenshot
 from PIL import Image
 from test_reports import STUB_MODEL, stub_batch  # tests/ is on sys.path (pytest rootdir-relative import)
 
@@ -75,21 +74,10 @@ def test_thumbnails_given_or_none(batch, tmp_path):
     assert html.count("data:image/jpeg;base64,") == 1 and html.count("no preview") == 7
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed")
-    return exe
-
-
 def test_chromium_renders_the_report(report, tmp_path):
     png = tmp_path / "report.png"
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1200,1600",
-           report.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert png.exists(), proc.stderr[-2000:]
+    stderr = chromium_screenshot(report.as_uri(), png, tmp_path / "profile")
+    assert png.exists(), stderr[-2000:]
     image = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
     assert image.shape == (1600, 1200, 3)
     assert image.std(axis=(0, 1)).mean() > 20  # not a blank page
