@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from skin_plugin.classifier import Classifier, make_classifier, model_identity
-from skin_plugin.dicom.reader import InputError, read_input
+from skin_plugin.dicom.reader import InputError, read_file_bytes, read_input
 from skin_plugin.dicom.records import DicomSourceInfo
 from skin_plugin.pipeline import score_frames
 from skin_plugin.reports.batch_writer import BatchWriter
+from skin_plugin.reports.html_report import thumbnail_jpeg
 from skin_plugin.results import ModelIdentity, ScoreResult
 from workers import metrics
 from workers.config import WorkerSettings
@@ -40,13 +41,18 @@ class Job:
         return {"job_id": self.job_id, "path": self.path, "enqueued_at": self.enqueued_at}
 
 
-def input_key(path: str) -> str | None:
-    """sha256 of the file's bytes (the idempotency key), or None if it cannot be read."""
+THUMBNAIL_DIR = "thumbs"
+
+
+def write_thumbnail(out_dir: Path, stem: str, rgb: Any) -> Path:
+    """The model-size image as ``OUT/thumbs/<report stem>.jpg`` (the batch report embeds it)."""
+    path = out_dir / THUMBNAIL_DIR / f"{stem}.jpg"
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except OSError:
-        return None
+        path.write_bytes(thumbnail_jpeg(rgb))  # read only after its job is recorded: no temp file needed
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(thumbnail_jpeg(rgb))
+    return path
 
 
 def result_record(result: ScoreResult) -> dict[str, Any]:
@@ -90,32 +96,43 @@ class ChunkScorer:
         return self._writers[out_dir]
 
     def score(self, batch_id: str, out_dir: str, jobs: list[Job]) -> list[tuple[Job, dict[str, Any]]]:
-        """Records for the jobs not yet recorded in the batch. Raises TransientError on I/O trouble."""
+        """Records for the jobs not yet recorded in the batch. Raises TransientError on I/O trouble.
+
+        Each input is read once: its sha256 is the idempotency key (an input this model already
+        scored gets its earlier reports copied, not a second scoring).
+        """
         started = time.time()
         seen = self.store.recorded_jobs(batch_id)
         jobs = [j for j in jobs if j.job_id not in seen]
         model = self.model
-        out: list[tuple[Job, dict[str, Any]]] = []
-        to_score: list[tuple[Job, str | None]] = []
+        contents: list[bytes | InputError] = []
         for job in jobs:
-            key = input_key(job.path)
-            previous = self.store.previous_result(model.sha256, key) if key else None
+            try:
+                contents.append(read_file_bytes(job.path))
+            except InputError as exc:
+                contents.append(exc)
+        keys = [hashlib.sha256(c).hexdigest() if isinstance(c, bytes) else None for c in contents]
+        out: list[tuple[Job, dict[str, Any]]] = []
+        to_score: list[tuple[Job, str | None, bytes | InputError]] = []
+        for job, key, content, previous in zip(jobs, keys, contents,
+                                               self.store.previous_results(model.sha256, keys)):
             if previous is not None:
                 out.append((job, self._reuse(previous, out_dir, job)))
             else:
-                to_score.append((job, key))
+                to_score.append((job, key, content))
         results: list[ScoreResult | None] = []
         pending = []
         owners: list[tuple[Job, str | None, list[int]]] = []
-        for job, key in to_score:
+        for job, key, content in to_score:
             t0 = time.perf_counter()
             try:
-                images = read_input(job.path)
+                if isinstance(content, InputError):
+                    raise content
+                images = read_input(job.path, content)
             except InputError as exc:
                 metrics.IMAGES_FAILED.labels(metrics.reason_code(exc)).inc()
                 owners.append((job, key, [len(results)]))
-                results.append(ScoreResult(job.path, error=str(exc), worker=self.worker,
-                                           queue_wait_ms=1000 * max(0.0, started - job.enqueued_at)))
+                results.append(ScoreResult(job.path, error=str(exc), worker=self.worker))
                 continue
             decode_ms = 1000 * (time.perf_counter() - t0) / max(1, len(images))
             slots = []
@@ -125,7 +142,9 @@ class ChunkScorer:
                 results.append(None)
             owners.append((job, key, slots))
         score_frames(pending, self.classifier, results, worker=self.worker)
+        arrays = {slot: image.array for slot, image, _ in pending}
         writer = self.writer(out_dir)
+        remember = []
         for job, key, slots in owners:
             frames, reports = [], []
             for slot in slots:
@@ -133,9 +152,12 @@ class ChunkScorer:
                 assert r is not None
                 t0 = time.perf_counter()
                 try:
-                    reports += [str(p) for p in writer.write_result(r)]
+                    paths = [str(p) for p in writer.write_result(r)]
+                    if r.ok:
+                        paths.append(str(write_thumbnail(Path(out_dir), Path(paths[0]).stem, arrays[slot])))
                 except OSError as exc:
                     raise TransientError(f"cannot write reports: {exc.strerror or exc}") from exc
+                reports += paths
                 write_ms = 1000 * (time.perf_counter() - t0)
                 r = replace(r, queue_wait_ms=round(1000 * max(0.0, started - job.enqueued_at), 3),
                             latency_ms=None if r.latency_ms is None else round(r.latency_ms + write_ms, 3))
@@ -149,15 +171,17 @@ class ChunkScorer:
                       "error": frames[0]["error"] if len(frames) == 1 and frames[0]["error"] else None,
                       "reused": False}
             if key and not record["error"]:
-                self.store.remember_result(model.sha256, key, {"frames": frames, "reports": reports})
+                remember.append((key, {"frames": frames, "reports": reports}))
             out.append((job, record))
+        if remember:
+            self.store.remember_results(model.sha256, remember)
         return out
 
     def _reuse(self, previous: dict[str, Any], out_dir: str, job: Job) -> dict[str, Any]:
         """An input this model already scored: copy its reports here instead of scoring it again."""
         reports = []
         for src in previous.get("reports", []):
-            kind = Path(src).parent.name  # "sr" or "json"
+            kind = Path(src).parent.name  # "sr", "json" or "thumbs"
             dst = Path(out_dir) / kind / Path(src).name
             if Path(src).exists() and Path(src).resolve() != dst.resolve():
                 dst.parent.mkdir(parents=True, exist_ok=True)

@@ -161,6 +161,15 @@ class BatchStore:
         return int(self._record(keys=[batch_key(batch_id), jobs_key(batch_id)],
                                 args=[job_id, json.dumps(record), outcome, self.ttl_s]))
 
+    def record_jobs(self, batch_id: str, items: list[tuple[str, dict[str, Any]]]) -> list[int]:
+        """:meth:`record_job` for many jobs in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id, record in items:
+            outcome = "failed" if record.get("error") else "done"
+            self._record(keys=[batch_key(batch_id), jobs_key(batch_id)],
+                         args=[job_id, json.dumps(record), outcome, self.ttl_s], client=pipe)
+        return [int(v) for v in pipe.execute()]
+
     def recorded_jobs(self, batch_id: str) -> set[str]:
         return set(self.r.hkeys(jobs_key(batch_id)))
 
@@ -168,12 +177,17 @@ class BatchStore:
         return [json.loads(v) for v in self.r.hvals(jobs_key(batch_id))]
 
     # --- idempotency ---------------------------------------------------------------------
-    def previous_result(self, model_sha: str, input_key: str) -> dict[str, Any] | None:
-        raw = self.r.get(f"{PREFIX}done:{model_sha}:{input_key}")
-        return None if raw is None else json.loads(raw)
+    def previous_results(self, model_sha: str, input_keys: list[str | None]) -> list[dict[str, Any] | None]:
+        """What this model recorded for each input before (None: never scored, or no key)."""
+        keys = [k for k in input_keys if k]
+        raw = dict(zip(keys, self.r.mget([f"{PREFIX}done:{model_sha}:{k}" for k in keys]))) if keys else {}
+        return [json.loads(raw[k]) if k and raw.get(k) else None for k in input_keys]
 
-    def remember_result(self, model_sha: str, input_key: str, record: dict[str, Any]) -> None:
-        self.r.set(f"{PREFIX}done:{model_sha}:{input_key}", json.dumps(record), ex=self.ttl_s)
+    def remember_results(self, model_sha: str, items: list[tuple[str, dict[str, Any]]]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for input_key, record in items:
+            pipe.set(f"{PREFIX}done:{model_sha}:{input_key}", json.dumps(record), ex=self.ttl_s)
+        pipe.execute()
 
     # --- scheduled batches ---------------------------------------------------------------
     def schedule(self, batch_id: str, release_at: float, payloads: list[dict[str, Any]]) -> None:

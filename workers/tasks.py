@@ -34,8 +34,9 @@ def score_chunk(self: Any, batch_id: str, out_dir: str, jobs: list[dict[str, Any
     ctx.store.mark_started(batch_id)
     recorded = 0
     try:
-        for job, record in ctx.scorer.score(batch_id, out_dir, chunk):
-            recorded += ctx.store.record_job(batch_id, job.job_id, record) >= 0
+        records = ctx.scorer.score(batch_id, out_dir, chunk)
+        counts = ctx.store.record_jobs(batch_id, [(job.job_id, record) for job, record in records])
+        recorded += sum(c >= 0 for c in counts)
     except TRANSIENT as exc:
         if self.request.retries < self.max_retries:
             log.warning("batch %s: transient error (%s), retry %d", batch_id, type(exc).__name__,

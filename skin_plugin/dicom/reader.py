@@ -114,19 +114,27 @@ class InputImage:
         return self.source is not None
 
 
-def read_input(path: str | Path) -> list[InputImage]:
-    """Every frame of a DICOM file, or the single image of a photo, at model size.
-
-    Raises an :class:`InputError` subclass for anything that cannot be scored.
-    """
+def read_file_bytes(path: str | Path) -> bytes:
+    """The bytes of an input file; UnreadableFileError / ImageTooLargeError instead of OSError."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ImageTooLargeError(f"file larger than {MAX_FILE_BYTES} bytes", path)
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UnreadableFileError(f"cannot read the file: {reason}", path) from exc
+
+
+def read_input(path: str | Path, data: bytes | None = None) -> list[InputImage]:
+    """Every frame of a DICOM file, or the single image of a photo, at model size.
+
+    ``data`` are the file's bytes if the caller has read them already. Raises an :class:`InputError`
+    subclass for anything that cannot be scored.
+    """
+    path = Path(path)
+    if data is None:
+        data = read_file_bytes(path)
     try:
         if is_dicom_preamble(data):
             return read_dicom_bytes(data, path)

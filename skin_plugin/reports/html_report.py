@@ -79,14 +79,23 @@ footer{color:var(--muted);font-size:12px;padding:16px 24px}
 """
 
 
-def thumbnail_data_uri(rgb: np.ndarray, quality: int = 80) -> str:
-    """A uint8 (H, W, 3) RGB array as a ``data:image/jpeg;base64,...`` URI."""
+def thumbnail_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
+    """A uint8 (H, W, 3) RGB array as JPEG bytes."""
     buf = BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(buf, "JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
 
 
-def _thumbnails(results: Sequence[ScoreResult], given: Mapping[int, np.ndarray] | None,
+def jpeg_data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def thumbnail_data_uri(rgb: np.ndarray, quality: int = 80) -> str:
+    """A uint8 (H, W, 3) RGB array as a ``data:image/jpeg;base64,...`` URI."""
+    return jpeg_data_uri(thumbnail_jpeg(rgb, quality))
+
+
+def _thumbnails(results: Sequence[ScoreResult], given: Mapping[int, np.ndarray | str] | None,
                 thumbnails_from: str) -> dict[int, str]:
     """Data URI per scored result index: from ``given``, else (``"input"``) by re-reading the input."""
     uris: dict[int, str] = {}
@@ -95,7 +104,8 @@ def _thumbnails(results: Sequence[ScoreResult], given: Mapping[int, np.ndarray] 
         if not r.ok:
             continue
         if given is not None and i in given:
-            uris[i] = thumbnail_data_uri(given[i])
+            thumb = given[i]
+            uris[i] = thumb if isinstance(thumb, str) else thumbnail_data_uri(thumb)
             continue
         if thumbnails_from != "input":
             continue
@@ -203,7 +213,7 @@ def _failed_html(s: BatchSummary) -> str:
 
 
 def render_html(results: Sequence[ScoreResult], summary: BatchSummary, *,
-                thumbnails: Mapping[int, np.ndarray] | None = None,
+                thumbnails: Mapping[int, np.ndarray | str] | None = None,
                 thumbnails_from: Literal["input", "none"] = "input",
                 title: str = "Skin-lesion scoring report") -> str:
     """The report page as a string (see :func:`write_html_report`)."""
@@ -241,12 +251,13 @@ def render_html(results: Sequence[ScoreResult], summary: BatchSummary, *,
 
 
 def write_html_report(results: Sequence[ScoreResult], summary: BatchSummary, out_dir: str | Path, *,
-                      thumbnails: Mapping[int, np.ndarray] | None = None,
+                      thumbnails: Mapping[int, np.ndarray | str] | None = None,
                       thumbnails_from: Literal["input", "none"] = "input",
                       title: str = "Skin-lesion scoring report") -> Path:
     """Write ``report.html`` into ``out_dir`` and return its path.
 
-    ``thumbnails`` maps an index into ``results`` to its model-size uint8 RGB array; results without
+    ``thumbnails`` maps an index into ``results`` to its model-size uint8 RGB array (or a ready
+    ``data:`` URI); results without
     one get their input re-read (``thumbnails_from="input"``) or a "no preview" box (``"none"``).
     """
     out = Path(out_dir)
