@@ -126,3 +126,16 @@ def test_status_page_lists_workers_queues_and_batches(redis_url, exporter, fullr
     assert code == 200 and "Not for clinical use" in report
     assert get(exporter + "/batches/..%2Fetc/report.html")[0] == 404
     assert get(exporter + "/nothing")[0] == 404
+
+
+def test_a_worker_serves_its_own_metrics_when_given_a_port(redis_url, metrics_dir, fullres_dicoms, tmp_path):
+    settings = worker_settings(redis_url)
+    store = BatchStore.from_settings(settings)
+    port = free_port()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "SKIN_METRICS_PORT": str(port)}
+    with Worker(settings, concurrency=1, env=env):
+        batch = submit_batch(store, fullres_dicoms[40:43], tmp_path / "out")
+        wait_for_batch(store, batch, timeout_s=60)
+        code, text = get(f"http://127.0.0.1:{port}/metrics")
+    assert code == 200
+    assert total(samples(text), "skin_images_scored_total", outcome="scored") == 3

@@ -83,6 +83,25 @@ def _remember_node(sender: str, **_: object) -> None:
         _node_name = str(sender)
 
 
+@signals.worker_init.connect
+def _serve_worker_metrics(**_: object) -> None:
+    """With ``SKIN_METRICS_PORT`` set, the worker's parent serves its children's metrics itself.
+
+    For hosts where the exporter cannot read this worker's ``PROMETHEUS_MULTIPROC_DIR`` (one container
+    or pod per worker); on one machine the exporter aggregates that folder instead.
+    """
+    port = os.environ.get("SKIN_METRICS_PORT")
+    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not port or not mp_dir:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    os.makedirs(mp_dir, exist_ok=True)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=mp_dir)
+    start_http_server(int(port), registry=registry)
+
+
 @signals.worker_process_init.connect
 def _start_process(**_: object) -> None:
     global _started
