@@ -26,9 +26,8 @@ def model_identity(classifier: object) -> ModelIdentity:
 
     if isinstance(classifier, OpenVINOClassifier):
         m = classifier.manifest
-        files = m.data["precisions"][classifier.precision]
         return ModelIdentity(m.name, m.version, "openvino", classifier.precision,
-                             files["sha256"][files["bin"]])
+                             m.weights_sha256(classifier.precision))
     release = classifier.release  # type: ignore[attr-defined]
     return ModelIdentity(release.name, release.version, "torch", "fp32",
                          release.manifest["weights"]["sha256"])

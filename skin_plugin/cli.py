@@ -14,6 +14,7 @@ from skin_plugin.dicom.convert import to_dicom_command
 from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.release import RELEASE_DIR
 from workers.commands import exporter_command, status_command, submit_command, worker_command
+from workers.pacs import listen_command, pull_command, resend_command
 
 app = typer.Typer(help="Skin-lesion batch scoring (LesionCNN, HAM10000 classes). Not for clinical use.",
                   no_args_is_help=True, add_completion=False)
@@ -252,6 +253,9 @@ app.command("worker")(worker_command)
 app.command("submit")(submit_command)
 app.command("status")(status_command)
 app.command("exporter")(exporter_command)
+app.command("listen")(listen_command)
+app.command("pull")(pull_command)
+app.command("resend")(resend_command)
 
 
 def main() -> None:

@@ -37,6 +37,11 @@ class IRManifest:
     def calibration(self) -> Calibration:
         return Calibration.from_dict(self.data["calibration"])
 
+    def weights_sha256(self, precision: str) -> str:
+        """sha256 of the ``.bin`` of ``precision`` (the model hash written into every report)."""
+        files = self.data["precisions"][precision]
+        return files["sha256"][files["bin"]]
+
     def xml_path(self, precision: str) -> Path:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")

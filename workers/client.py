@@ -50,10 +50,19 @@ def _send(store: BatchStore, payloads: list[dict[str, Any]]) -> None:
 
 
 def submit_batch(store: BatchStore, files: list[Path], out_dir: Path, *, queue: str = "batch",
-                 chunk_size: int = 32, release_at: datetime | None = None, batch_id: str | None = None) -> str:
-    """Register a batch and enqueue its chunks (or schedule them for ``release_at``); return its id."""
+                 chunk_size: int = 32, release_at: datetime | None = None, batch_id: str | None = None,
+                 route: str | None = None) -> str:
+    """Register a batch and enqueue its chunks (or schedule them for ``release_at``); return its id.
+
+    ``route``: a destination (``dicom://AET@host:port`` or ``dicomweb+http(s)://.../dicom-web``) the
+    workers send the batch's SRs back to once it is scored.
+    """
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; queues: {', '.join(QUEUES)}")
+    if route:
+        from skin_plugin.net.destination import Destination
+
+        route = str(Destination.parse(route))  # fail now, not after scoring
     batch_id = batch_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out = str(Path(out_dir).resolve())
     now = time.time()
@@ -61,7 +70,7 @@ def submit_batch(store: BatchStore, files: list[Path], out_dir: Path, *, queue: 
     payloads = [{"batch_id": batch_id, "out_dir": out, "queue": queue,
                  "jobs": [j.to_dict() for j in jobs[i:i + chunk_size]]} for i in range(0, len(jobs), chunk_size)]
     release_ts = release_at.timestamp() if release_at else None
-    store.create_batch(batch_id, len(jobs), queue, out, release_ts)
+    store.create_batch(batch_id, len(jobs), queue, out, release_ts, route)
     if release_ts and release_ts > now:
         store.schedule(batch_id, release_ts, payloads)
     else:
@@ -81,7 +90,8 @@ def release_due_batches(store: BatchStore) -> list[str]:
 
 def wait_for_batch(store: BatchStore, batch_id: str, *, console: Console | None = None,
                    timeout_s: float | None = None, poll_s: float = 0.2) -> BatchStatus:
-    """Block until the batch's reports are written, with a live progress bar; return the final status."""
+    """Block until the batch's reports are written (and its SRs routed, if it has a route), with a live
+    progress bar; return the final status."""
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     status = store.status(batch_id)
@@ -96,7 +106,7 @@ def wait_for_batch(store: BatchStore, batch_id: str, *, console: Console | None 
             assert status is not None
             progress.update(task, completed=status.completed,
                             info=f"{status.state}, {status.failed} failed, {len(store.live_workers())} workers")
-            if status.reported:
+            if status.settled:
                 return status
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"batch {batch_id} not finished after {timeout_s} s "

@@ -175,6 +175,8 @@ class ChunkScorer:
             out.append((job, record))
         if remember:
             self.store.remember_results(model.sha256, remember)
+            self.store.remember_sops(model.sha256, [f["sop_instance_uid"] for _, rec in remember
+                                                    for f in rec["frames"] if f.get("sop_instance_uid")])
         return out
 
     def _reuse(self, previous: dict[str, Any], out_dir: str, job: Job) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Keys (all under ``skin:``):
 - ``skin:batches`` sorted set: batch id by submission time (recent batches for ``status``)
 - ``skin:done:<model sha>:<input key>`` string: the JSON record of the last scoring of that input by
   that model (idempotency: the same input is not scored twice by the same model)
+- ``skin:sop:<model sha>:<SOP Instance UID>``: that DICOM instance was scored by that model
 - ``skin:scheduled`` sorted set: batch id by release time; ``skin:scheduled:<id>`` its task payloads
 - ``skin:worker:<name>`` string with a TTL: heartbeat of a live worker process
 - ``skin:throughput:<unix minute>`` integer with a 25 h TTL: images completed in that minute
@@ -78,13 +79,26 @@ class BatchStatus:
     release_at: float | None = None
     reported: float | None = None
     """When summary.json and report.html were written."""
+    route: str | None = None
+    """Destination the SRs are sent back to (``dicom://...`` or ``dicomweb+http...``), if any."""
+    routed: int = 0
+    route_failed: int = 0
+    route_done: float | None = None
+    """SRs delivered / put in the dead-letter folder after the last retry."""
 
     @property
     def completed(self) -> int:
         return self.done + self.failed
 
     @property
+    def settled(self) -> bool:
+        """Reports written and, with a route, every SR delivered or dead-lettered."""
+        return bool(self.reported) and (not self.route or bool(self.route_done))
+
+    @property
     def state(self) -> str:
+        if self.finished and self.route and not self.route_done:
+            return "sending"
         if self.finished:
             return "finished"
         if self.release_at and not self.started:
@@ -95,7 +109,8 @@ class BatchStatus:
         return {"batch_id": self.batch_id, "state": self.state, "total": self.total, "done": self.done,
                 "failed": self.failed, "queue": self.queue, "out_dir": self.out_dir,
                 "submitted": self.submitted, "started": self.started, "finished": self.finished,
-                "release_at": self.release_at}
+                "release_at": self.release_at, "route": self.route, "routed": self.routed,
+                "route_failed": self.route_failed, "route_done": self.route_done}
 
 
 def _float(value: str | None) -> float | None:
@@ -119,12 +134,14 @@ class BatchStore:
 
     # --- batches -------------------------------------------------------------------------
     def create_batch(self, batch_id: str, total: int, queue: str, out_dir: str,
-                     release_at: float | None = None) -> None:
+                     release_at: float | None = None, route: str | None = None) -> None:
         now = time.time()
         fields = {"total": total, "done": 0, "failed": 0, "completed": 0, "queue": queue,
                   "out_dir": out_dir, "submitted": now}
         if release_at:
             fields["release_at"] = release_at
+        if route:
+            fields["route"] = route
         pipe = self.r.pipeline()
         pipe.hset(batch_key(batch_id), mapping=fields)
         pipe.expire(batch_key(batch_id), self.ttl_s)
@@ -148,7 +165,8 @@ class BatchStore:
         return BatchStatus(batch_id, int(h.get("total", 0)), int(h.get("done", 0)), int(h.get("failed", 0)),
                            h.get("queue", ""), h.get("out_dir", ""), _float(h.get("submitted")),
                            _float(h.get("started")), _float(h.get("finished")), _float(h.get("release_at")),
-                           _float(h.get("reported")))
+                           _float(h.get("reported")), h.get("route") or None, int(h.get("routed", 0)),
+                           int(h.get("route_failed", 0)), _float(h.get("route_done")))
 
     def recent_batches(self, limit: int = 20) -> list[BatchStatus]:
         ids = self.r.zrevrange(BATCHES, 0, limit - 1)
@@ -170,6 +188,23 @@ class BatchStore:
                          args=[job_id, json.dumps(record), outcome, self.ttl_s], client=pipe)
         return [int(v) for v in pipe.execute()]
 
+    def mark_routed(self, batch_id: str, sent: list[str], failed: int = 0) -> None:
+        """Remember SRs delivered (by file name) so a retry does not send them twice."""
+        pipe = self.r.pipeline()
+        if sent:
+            pipe.sadd(f"{batch_key(batch_id)}:sent", *sent)
+            pipe.expire(f"{batch_key(batch_id)}:sent", self.ttl_s)
+            pipe.hincrby(batch_key(batch_id), "routed", len(sent))
+        if failed:
+            pipe.hincrby(batch_key(batch_id), "route_failed", failed)
+        pipe.execute()
+
+    def mark_route_done(self, batch_id: str) -> None:
+        self.r.hsetnx(batch_key(batch_id), "route_done", time.time())
+
+    def routed_files(self, batch_id: str) -> set[str]:
+        return set(self.r.smembers(f"{batch_key(batch_id)}:sent"))
+
     def recorded_jobs(self, batch_id: str) -> set[str]:
         return set(self.r.hkeys(jobs_key(batch_id)))
 
@@ -188,6 +223,20 @@ class BatchStore:
         for input_key, record in items:
             pipe.set(f"{PREFIX}done:{model_sha}:{input_key}", json.dumps(record), ex=self.ttl_s)
         pipe.execute()
+
+    def remember_sops(self, model_sha: str, sop_uids: list[str]) -> None:
+        """DICOM instances this model scored (``pull`` skips them before retrieving anything)."""
+        if sop_uids:
+            pipe = self.r.pipeline(transaction=False)
+            for uid in sop_uids:
+                pipe.set(f"{PREFIX}sop:{model_sha}:{uid}", 1, ex=self.ttl_s)
+            pipe.execute()
+
+    def scored_sops(self, model_sha: str, sop_uids: list[str]) -> set[str]:
+        if not sop_uids:
+            return set()
+        values = self.r.mget([f"{PREFIX}sop:{model_sha}:{uid}" for uid in sop_uids])
+        return {uid for uid, v in zip(sop_uids, values) if v}
 
     # --- scheduled batches ---------------------------------------------------------------
     def schedule(self, batch_id: str, release_at: float, payloads: list[dict[str, Any]]) -> None:

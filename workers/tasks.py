@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -16,6 +17,8 @@ from workers.process import context
 from workers.scoring import Job, TransientError, result_record
 
 log = logging.getLogger(__name__)
+DEAD_LETTER_DIR = "dead-letter"
+"""Under a batch's output folder: SRs that could not be delivered (``skin-plugin resend`` sends them)."""
 TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, OSError)
 
 
@@ -54,7 +57,43 @@ def score_chunk(self: Any, batch_id: str, out_dir: str, jobs: list[dict[str, Any
     status = ctx.store.status(batch_id)
     if status is not None and status.completed >= status.total and not status.reported:
         finalize_batch(ctx.store, batch_id, ctx.scorer.model)
+        if status.route:
+            route_results.apply_async(kwargs={"batch_id": batch_id}, queue=queue)
     return recorded
+
+
+@app.task(bind=True, name="skin.route_results", acks_late=True, reject_on_worker_lost=True,
+          max_retries=settings.max_retries)
+def route_results(self: Any, batch_id: str) -> int:
+    """Send the batch's SRs to its route; retry with backoff; dead-letter what still fails. Returns sent."""
+    from skin_plugin.net.dead_letter import DeadLetterBox
+    from skin_plugin.net.destination import Destination
+    from skin_plugin.net.sender import send_files
+
+    ctx = context()
+    status = ctx.store.status(batch_id)
+    if status is None or not status.route or status.route_done:
+        return 0
+    dest = Destination.parse(status.route)
+    sent_before = ctx.store.routed_files(batch_id)
+    files = sorted({Path(p) for rec in ctx.store.job_records(batch_id) for p in rec.get("reports", [])
+                    if p.endswith(".dcm") and Path(p).name not in sent_before})
+    failures = {f.path: f.reason for f in send_files(dest, files)}
+    ctx.store.mark_routed(batch_id, [f.name for f in files if f not in failures])
+    if failures and self.request.retries < self.max_retries:
+        log.warning("batch %s: %d SR(s) not delivered to %s, retry %d", batch_id, len(failures), dest,
+                    self.request.retries + 1)
+        raise self.retry(countdown=backoff_s(self.request.retries))
+    box = DeadLetterBox(Path(status.out_dir) / DEAD_LETTER_DIR)
+    for path, reason in failures.items():
+        box.add(path, dest, reason, self.request.retries + 1)
+    if failures:
+        log.error("batch %s: %d SR(s) moved to the dead-letter folder", batch_id, len(failures))
+        metrics.SR_DEAD_LETTERED.inc(len(failures))
+    metrics.SR_SENT.inc(len(files) - len(failures))
+    ctx.store.mark_routed(batch_id, [], failed=len(failures))
+    ctx.store.mark_route_done(batch_id)
+    return len(files) - len(failures)
 
 
 def _fail_remaining(ctx: Any, batch_id: str, chunk: list[Job], reason: str) -> int:

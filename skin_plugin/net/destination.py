@@ -1,0 +1,58 @@
+"""Where results go back to: a DICOM node (C-STORE) or a DICOMweb archive (STOW-RS), parsed from one string.
+
+- ``dicom://AET@host:port`` (optionally ``dicom://AET@host:port?calling=SKINAI``)
+- ``dicomweb+http://host:port/path`` or ``dicomweb+https://...`` (the DICOMweb root, e.g. ``.../dicom-web``)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULT_CALLING_AE = "SKINAI"
+
+
+class DestinationError(ValueError):
+    """A destination string that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    kind: str
+    """``dicom`` or ``dicomweb``."""
+    address: str
+    """``host:port`` (dicom) or the DICOMweb root URL (dicomweb)."""
+    ae_title: str = ""
+    """Called AE title (dicom)."""
+    calling_ae_title: str = DEFAULT_CALLING_AE
+
+    @classmethod
+    def parse(cls, spec: str) -> Destination:
+        parts = urlsplit(spec)
+        if parts.scheme == "dicom":
+            if not parts.username or not parts.hostname or not parts.port:
+                raise DestinationError(f"expected dicom://AET@host:port, got {spec!r}")
+            calling = parse_qs(parts.query).get("calling", [DEFAULT_CALLING_AE])[0]
+            for ae in (parts.username, calling):
+                if not 0 < len(ae) <= 16 or "\\" in ae:
+                    raise DestinationError(f"not a valid AE title: {ae!r}")
+            return cls("dicom", f"{parts.hostname}:{parts.port}", parts.username, calling)
+        if parts.scheme in ("dicomweb+http", "dicomweb+https"):
+            if not parts.hostname:
+                raise DestinationError(f"expected dicomweb+http(s)://host[:port]/root, got {spec!r}")
+            url = f"{parts.scheme.split('+')[1]}://{parts.netloc}{parts.path.rstrip('/')}"
+            return cls("dicomweb", url)
+        raise DestinationError(f"unknown destination {spec!r}: use dicom://AET@host:port or dicomweb+http(s)://...")
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    def __str__(self) -> str:
+        if self.kind == "dicom":
+            return f"dicom://{self.ae_title}@{self.address}?calling={self.calling_ae_title}"
+        return "dicomweb+" + self.address

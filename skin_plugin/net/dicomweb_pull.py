@@ -1,0 +1,71 @@
+"""Find photographs in a DICOMweb archive (QIDO-RS) that this model has not scored, and fetch them (WADO-RS)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from skin_plugin.dicom.records import validated_uid
+from skin_plugin.dicom.sop_classes import ACCEPTED_SOP_CLASSES
+from skin_plugin.net.spool import write_atomically
+
+log = logging.getLogger(__name__)
+SOP_CLASS_UID, STUDY_UID, SERIES_UID, SOP_UID = "00080016", "0020000D", "0020000E", "00080018"
+
+
+def _value(item: dict[str, Any], tag: str) -> str:
+    values = item.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def find_instances(client: Any, since: str | None = None, modality: str | None = None) -> list[dict[str, str]]:
+    """(study, series, sop) UIDs of every photographic instance matching the filters."""
+    found: dict[str, dict[str, str]] = {}
+    for sop_class in ACCEPTED_SOP_CLASSES:
+        filters = {"SOPClassUID": sop_class}
+        if since:
+            filters["StudyDate"] = f"{since}-"
+        if modality:
+            filters["Modality"] = modality
+        for item in client.search_for_instances(search_filters=filters, get_remaining=True):
+            if _value(item, SOP_CLASS_UID) not in ACCEPTED_SOP_CLASSES:
+                continue  # archives that ignore the SOPClassUID filter
+            sop = _value(item, SOP_UID)
+            found[sop] = {"study": _value(item, STUDY_UID), "series": _value(item, SERIES_UID), "sop": sop}
+    return list(found.values())
+
+
+def pull_new_instances(url: str, folder: Path, store: Any, *, since: str | None = None,
+                       modality: str | None = None, precision: str | None = None) -> list[Path]:
+    """Retrieve the photographic instances not yet scored by the serving model into ``folder``."""
+    from dicomweb_client.api import DICOMwebClient
+
+    from skin_plugin.ir_manifest import IRManifest
+
+    settings = getattr(store, "settings", None)
+    sha = IRManifest.load().weights_sha256(precision or (settings.precision if settings else "fp32"))
+    client = DICOMwebClient(url=url.rstrip("/"))
+    instances = find_instances(client, since, modality)
+    done = store.scored_sops(sha, [i["sop"] for i in instances])
+    files = []
+    for inst in instances:
+        if inst["sop"] in done:
+            continue
+        try:
+            path = folder / validated_uid(inst["study"]) / f"{validated_uid(inst['sop'])}.dcm"
+        except ValueError:
+            log.warning("skipped an instance with an invalid UID")
+            continue
+        if not path.exists():
+            ds = client.retrieve_instance(inst["study"], inst["series"], inst["sop"],
+                                          media_types=(("application/dicom", "*"),))
+            from io import BytesIO
+
+            buf = BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            write_atomically(path, buf.getvalue())
+        files.append(path)
+    log.info("%d photographic instance(s) found, %d already scored, %d retrieved", len(instances), len(done),
+             len(files))
+    return files

@@ -1,0 +1,129 @@
+"""``skin-plugin listen``, ``pull`` and ``resend``: images in from a PACS, results back to it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from workers.config import WorkerSettings
+
+err = Console(stderr=True)
+log = logging.getLogger(__name__)
+
+RouteOption = Annotated[str | None, typer.Option(
+    help="Send the SRs back: dicom://AET@host:port or dicomweb+http(s)://host/dicom-web.")]
+BrokerOption = Annotated[str | None, typer.Option(
+    help="Redis broker URL (default: $SKIN_BROKER_URL, else an embedded Redis and workers).")]
+
+
+def _cluster(stack: ExitStack, broker: str | None, workers: int | None) -> WorkerSettings:
+    """Settings of the queue to use: the given/configured broker, or an embedded one kept open by ``stack``."""
+    from workers.embedded import embedded_cluster
+
+    settings = WorkerSettings.from_env()
+    broker = broker or os.environ.get("SKIN_BROKER_URL")
+    if broker:
+        return settings.with_broker(broker)
+    n = workers or os.cpu_count() or 1
+    err.print(f"no broker configured: starting an embedded Redis and {n} worker process(es)")
+    return stack.enter_context(embedded_cluster(settings, n))
+
+
+def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one folder per batch.")],
+                   ae_title: Annotated[str, typer.Option(help="Our AE title.")] = "SKINAI",
+                   port: Annotated[int, typer.Option(help="DICOM port.")] = 11112,
+                   host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+                   allow_ae: Annotated[list[str] | None, typer.Option(
+                       help="Calling AE title allowed to store (repeat; default: $SKIN_ALLOWED_AES, else any).")]
+                   = None,
+                   spool: Annotated[Path | None, typer.Option(help="Spool folder (default: $SKIN_SPOOL_DIR "
+                                                                    "or OUT/.spool).")] = None,
+                   stable_seconds: Annotated[float, typer.Option(help="A study is queued after this quiet time.")]
+                   = 5.0,
+                   queue: Annotated[str, typer.Option(help="Queue for received studies.")] = "urgent",
+                   route: RouteOption = None, broker: BrokerOption = None,
+                   workers: Annotated[int | None, typer.Option(help="Embedded worker processes.")] = None) -> None:
+    """Receive photographs over DICOM (C-STORE SCP), spool them, and score each study once it is stable."""
+    from skin_plugin.net.listener import StoreListener
+    from skin_plugin.net.spool import Spool
+    from workers.client import submit_batch
+    from workers.store import BatchStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    allowed = allow_ae or [a for a in os.environ.get("SKIN_ALLOWED_AES", "").split(",") if a.strip()]
+    spool_dir = spool or (Path(os.environ["SKIN_SPOOL_DIR"]) if os.environ.get("SKIN_SPOOL_DIR") else out / ".spool")
+    with ExitStack() as stack:
+        store = BatchStore.from_settings(_cluster(stack, broker, workers))
+
+        def submit(files: list[Path]) -> str:
+            batch_id = time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+            return submit_batch(store, files, out / batch_id, queue=queue, route=route, batch_id=batch_id)
+
+        listener = StoreListener(Spool(spool_dir, submit, stable_seconds), ae_title, port, host,
+                                 [a.strip() for a in allowed]).start()
+        err.print(f"listening as {ae_title} on {host}:{port}; spool {spool_dir}; reports under {out}")
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        try:
+            while not stop["now"]:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            listener.stop()
+
+
+def pull_command(dicomweb: Annotated[str, typer.Option(help="DICOMweb root URL, e.g. http://pacs/dicom-web.")],
+                 out: Annotated[Path, typer.Option(help="Reports folder of the batch.")],
+                 since: Annotated[str | None, typer.Option(help="Only studies from this date (YYYYMMDD).")] = None,
+                 modality: Annotated[str | None, typer.Option(help="Only this modality (e.g. XC).")] = None,
+                 spool: Annotated[Path | None, typer.Option(help="Where retrieved files are kept.")] = None,
+                 queue: Annotated[str, typer.Option(help="Queue (default: the overnight one).")] = "batch",
+                 route: RouteOption = None, broker: BrokerOption = None,
+                 wait: Annotated[bool, typer.Option(help="Wait for the batch (embedded: always).")] = False,
+                 workers: Annotated[int | None, typer.Option(help="Embedded worker processes.")] = None) -> None:
+    """Query a DICOMweb archive (QIDO-RS) for photographs not yet scored, retrieve them (WADO-RS), queue them."""
+    from skin_plugin.net.dicomweb_pull import pull_new_instances
+    from workers.client import submit_batch, wait_for_batch
+    from workers.store import BatchStore
+
+    with ExitStack() as stack:
+        embedded = not (broker or os.environ.get("SKIN_BROKER_URL"))
+        settings = _cluster(stack, broker, workers)
+        store = BatchStore.from_settings(settings)
+        files = pull_new_instances(dicomweb, spool or out / ".pulled", store, since=since, modality=modality)
+        if not files:
+            err.print("nothing new to score")
+            return
+        batch = submit_batch(store, files, out, queue=queue, route=route)
+        err.print(f"batch {batch}: {len(files)} instance(s) queued on {queue}")
+        print(batch)
+        if wait or embedded:
+            status = wait_for_batch(store, batch, console=err)
+            err.print(f"{status.done} scored, {status.failed} failed"
+                      + (f"; {status.routed} SR(s) sent, {status.route_failed} dead-lettered" if status.route else ""))
+
+
+def resend_command(folder: Annotated[Path, typer.Argument(help="A dead-letter folder (OUT/dead-letter).")],
+                   to: Annotated[str | None, typer.Option(help="Another destination than the recorded one.")]
+                   = None) -> None:
+    """Send the SRs of a dead-letter folder again; those that still fail stay there."""
+    from skin_plugin.net.dead_letter import DeadLetterBox
+    from skin_plugin.net.destination import Destination
+
+    sent, failing = DeadLetterBox(folder).resend(Destination.parse(to) if to else None)
+    err.print(f"{sent} sent, {len(failing)} still failing")
+    for letter in failing:
+        err.print(f"  {letter.path.name}: {letter.reason}")
+    if failing:
+        raise typer.Exit(1)
+
+
