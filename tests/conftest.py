@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def samples_dir() -> Path:
 
 
 FULLRES = ROOT.parent / "shared" / "data" / "ham10000_fullres" / "images"
-TEST_REDIS_DB = 13
+TEST_REDIS_DB = int(os.environ.get("SKIN_TEST_REDIS_DB", "13"))
 """Database of the machine's Redis (127.0.0.1:6379) used by the queue tests; flushed around each test."""
 
 

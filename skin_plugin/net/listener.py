@@ -18,6 +18,10 @@ from skin_plugin.dicom.sop_classes import ACCEPTED_SOP_CLASSES
 from skin_plugin.net.spool import Spool
 
 log = logging.getLogger(__name__)
+UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+PREFERRED_TRANSFER_SYNTAXES = [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in UNCOMPRESSED] + list(UNCOMPRESSED)
+"""pynetdicom accepts the first of ours the sender proposes: compressed first, so photos arrive as encoded
+(a JPEG stays the same JPEG; the sender does not have to decompress it)."""
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
@@ -42,7 +46,7 @@ class StoreListener:
     def make_ae(self) -> AE:
         ae = AE(ae_title=self.ae_title)
         for uid in ACCEPTED_SOP_CLASSES:
-            ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(uid, PREFERRED_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         if self.allowed_aes:
             ae.require_calling_aet = list(self.allowed_aes)
