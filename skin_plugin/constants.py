@@ -23,19 +23,23 @@ class LesionClass:
     malignant: bool
 
 
-# SNOMED CT: akiec, bcc, mel and nv were confirmed against DICOM CID 4405 and FHIR-checked code lists;
-# bkl (no single concept exists), df and vasc are provisional until checked on a terminology server.
+# SNOMED CT concept ids (all pass the SNOMED check digit, tests/test_constants.py). Evidence, without a
+# terminology server here: akiec 201101007 is in pydicom's DICOM code dictionary (CID 4405); bcc 254701007
+# and nv 400096001 are in NCBI MedGen / the SNOMED browser on tx.fhir.org; mel 93655004 in HL7 mCODE's
+# value set; bkl and vasc are groups, coded by their main member: seborrheic keratosis 394726009 (MedGen,
+# OHDSI) and hemangioma 400210000 (pydicom, CIDs 6030/6031); df 427186000 from VisualDx (one source).
+# To confirm on a terminology server before clinical deployment: df, and the hierarchy of 400210000.
 LESION_CLASSES: tuple[LesionClass, ...] = (
     LesionClass("akiec", "Actinic keratoses and intraepithelial carcinoma (Bowen's disease)",
                 "201101007", "Actinic keratosis", True),
     LesionClass("bcc", "Basal cell carcinoma", "254701007", "Basal cell carcinoma of skin", True),
     LesionClass("bkl", "Benign keratosis-like lesions (solar lentigo, seborrheic keratosis, LPLK)",
-                "402257005", "Benign keratosis of skin", False),
-    LesionClass("df", "Dermatofibroma", "200619007", "Dermatofibroma", False),
+                "394726009", "Seborrheic keratosis", False),
+    LesionClass("df", "Dermatofibroma", "427186000", "Dermatofibroma", False),
     LesionClass("mel", "Melanoma", "93655004", "Malignant melanoma of skin", True),
-    LesionClass("nv", "Melanocytic nevi", "400010006", "Melanocytic nevus of skin", False),
+    LesionClass("nv", "Melanocytic nevi", "400096001", "Melanocytic nevus", False),
     LesionClass("vasc", "Vascular lesions (angiomas, angiokeratomas, pyogenic granulomas, haemorrhage)",
-                "238772004", "Vascular lesion of skin", False),
+                "400210000", "Hemangioma", False),
 )
 CLASS_CODES: tuple[str, ...] = tuple(c.code for c in LESION_CLASSES)
 NUM_CLASSES: int = len(LESION_CLASSES)
