@@ -21,8 +21,6 @@ SECRETS = {
 SERVICES = {"redis", "worker", "listener", "exporter", "orthanc", "prometheus", "grafana"}
 # The Orthanc image writes its generated configuration and root-owned storage as root.
 ROOT_ALLOWED = {"orthanc"}
-# Written separately (the Orthanc Python plugin); referenced by the compose file before it lands.
-PENDING_FILES = {DEPLOY / "orthanc" / "skin_plugin_orthanc.py"}
 
 
 def compose_command() -> list[str]:
@@ -149,7 +147,7 @@ def test_monitoring_and_orthanc_mount_the_deploy_files(resolved):
         for source in volumes(service).values():
             if source.startswith("/"):
                 path = Path(source)
-                assert path.exists() or path in PENDING_FILES, f"bind mount source missing: {path}"
+                assert path.exists(), f"bind mount source missing: {path}"
 
 
 def test_secrets_come_from_the_environment(resolved):

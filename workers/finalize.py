@@ -42,8 +42,8 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
     Safe to run twice (a redelivered last task): both runs write the same files atomically.
     """
     status = store.status(batch_id)
-    if status is None or status.completed < status.total:
-        return None
+    if status is None or status.completed < status.total or not status.out_dir:
+        return None  # not complete, or its state was lost (e.g. Redis flushed): nothing safe to write
     if not status.finished:
         store.mark_finished(batch_id)
         status = store.status(batch_id)
