@@ -16,15 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)  ## Wrap the bundled samples as DICOM, then score them in-process with reports.
+run: $(STAMP)  ## Wrap the bundled samples as DICOM, then score them through the queue (embedded Redis + workers).
 	$(BIN)/skin-plugin info
 	rm -rf out/sample-inbox && $(BIN)/skin-plugin to-dicom $(SAMPLES) --out out/sample-inbox
 	$(BIN)/skin-plugin score out/sample-inbox --out out/sample-run
 
-SYSTEM_TOOLS := dsrdump dciodvfy chromium promtool docker-compose systemd-analyze
-SYSTEM_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core prometheus docker-compose systemd
+SYSTEM_TOOLS := dsrdump dciodvfy storescu chromium promtool docker-compose systemd-analyze Orthanc
+SYSTEM_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core prometheus docker-compose systemd orthanc orthanc-dicomweb orthanc-python
 
-system-deps:  ## Debian tools the tests use (DCMTK, dicom3tools, Chromium); installed only if missing.
+system-deps:  ## Debian tools the tests use (DCMTK, dicom3tools, Chromium, promtool, Orthanc, ...); installed only if missing.
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages for:$$missing"; \
