@@ -139,3 +139,40 @@ def test_a_worker_serves_its_own_metrics_when_given_a_port(redis_url, metrics_di
         code, text = get(f"http://127.0.0.1:{port}/metrics")
     assert code == 200
     assert total(samples(text), "skin_images_scored_total", outcome="scored") == 3
+
+
+def test_a_real_prometheus_scrapes_the_exporter(redis_url, exporter, fullres_dicoms, tmp_path):
+    """Debian's prometheus scrapes the exporter; the value comes back through its HTTP query API."""
+    import json
+    import shutil
+
+    store = BatchStore.from_settings(worker_settings(redis_url))
+    submit_batch(store, fullres_dicoms[:8], tmp_path / "out", chunk_size=4)  # 2 waiting tasks
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    target = exporter.removeprefix("http://")
+    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: skin-plugin\n"
+                      f"    static_configs:\n      - targets: ['{target}']\n")
+    exe = shutil.which("prometheus")
+    assert exe, "prometheus is not installed (make system-deps)"
+    proc = subprocess.Popen([exe, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
+    query = f"http://127.0.0.1:{port}/api/v1/query?query=skin_queue_length%7Bqueue%3D%22batch%22%7D"
+    result: list = []
+
+    def scraped() -> bool:
+        nonlocal result
+        try:
+            result = json.loads(get(query)[1])["data"]["result"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return bool(result)
+
+    try:
+        wait_until(scraped, 60, 0.5, "a scraped sample in Prometheus")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert result[0]["metric"]["job"] == "skin-plugin"
+    assert float(result[0]["value"][1]) == 2.0
