@@ -8,7 +8,9 @@ times with distinct UIDs (distinct bytes, so nothing is skipped as already score
   SR + JSON per image, summary and HTML report per batch; timed from submission to the written summary,
   worker start-up excluded.
 
-    python -m benchmarks.queue_throughput [--copies 4] [--json OUT]
+Each row is the best of ``repeats`` runs (all runs are listed in ``images_per_s_all``).
+
+    python -m benchmarks.queue_throughput [--copies 8] [--json OUT]
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def queued(files: list[Path], workers: int, out: Path, chunk: int = 32) -> dict:
         store = BatchStore.from_settings(local)
         t0 = time.perf_counter()
         batch = submit_batch(store, files, out, chunk_size=chunk)
-        status = wait_for_batch(store, batch, poll_s=0.02)
+        status = wait_for_batch(store, batch, poll_s=0.1)
         wall = time.perf_counter() - t0
     summary = json.loads((out / "summary.json").read_text())
     assert status.done == len(files), status
@@ -73,11 +75,19 @@ def queued(files: list[Path], workers: int, out: Path, chunk: int = 32) -> dict:
             "per_worker": summary["workers"]}
 
 
-def main(copies: int = 4) -> dict:
+def best(runs: list[dict]) -> dict:
+    """The fastest of repeated runs (the machine is shared: slower runs measure the neighbours)."""
+    top = max(runs, key=lambda r: r["images_per_s"])
+    return dict(top, repeats=len(runs), images_per_s_all=[r["images_per_s"] for r in runs])
+
+
+def main(copies: int = 8, repeats: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = make_inputs(tmp, copies)
-        rows = [floor(files), queued(files, 1, tmp / "out1"), queued(files, 2, tmp / "out2")]
+        rows = [best([floor(files) for _ in range(repeats)]),
+                best([queued(files, 1, tmp / f"out1-{i}") for i in range(repeats)]),
+                best([queued(files, 2, tmp / f"out2-{i}") for i in range(repeats)])]
     by = {r["name"]: r for r in rows}
     vs_floor = by["queue_1_worker"]["images_per_s"] / by["floor"]["images_per_s"]
     scaling = by["queue_2_workers"]["images_per_s"] / by["queue_1_worker"]["images_per_s"]
@@ -95,10 +105,11 @@ def main(copies: int = 4) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--copies", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = main(args.copies)
+    result = main(args.copies, args.repeats)
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:

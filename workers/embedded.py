@@ -127,9 +127,10 @@ def embedded_cluster(settings: WorkerSettings, workers: int) -> Iterator[WorkerS
     server = EmbeddedRedis(workdir)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a SIGTERM still shuts everything down
     server.start()
-    cores = os.cpu_count() or 1
-    threads = settings.inference_threads or max(1, cores // workers)
-    local = replace(settings, broker_url=server.url, inference_threads=threads)
+    # One inference thread per worker process: decoding and reports are single-threaded anyway, and more
+    # OpenVINO threads only competed with them here (benchmarks/queue_throughput.py: 1 thread was as fast
+    # or faster for one worker on 2 cores). Scale with --workers instead.
+    local = replace(settings, broker_url=server.url, inference_threads=settings.inference_threads or 1)
     proc = None
     try:
         proc = start_worker(local, workers, name="embedded@%h", log_file=workdir / "worker.log",

@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from skin_plugin.reports.html_report import jpeg_data_uri, write_html_report
+from skin_plugin.reports.html_report import write_html_report
 from skin_plugin.reports.summary import BatchSummary
 from skin_plugin.results import ModelIdentity, ScoreResult
 from workers.scoring import result_from_record
 from workers.store import BatchStore
-
-MAX_THUMBNAILS = 2000
-"""Above this many results the HTML report shows no previews (it would grow too large)."""
 
 
 def batch_results(store: BatchStore, batch_id: str) -> list[ScoreResult]:
@@ -21,19 +18,11 @@ def batch_results(store: BatchStore, batch_id: str) -> list[ScoreResult]:
     return [result_from_record(f) for rec in records for f in rec["frames"]]
 
 
-def saved_thumbnails(store: BatchStore, batch_id: str, n_results: int) -> dict[int, str]:
-    """Result index -> data URI of the thumbnail its worker saved (none above MAX_THUMBNAILS results)."""
-    if n_results > MAX_THUMBNAILS:
-        return {}
+def saved_thumbnails(store: BatchStore, batch_id: str) -> dict[int, str]:
+    """Result index -> data URI of the preview its worker kept (batches up to MAX_THUMBNAILS inputs)."""
     records = sorted(store.job_records(batch_id), key=lambda r: r["job_id"])
-    uris, i = {}, 0
-    for rec in records:
-        thumbs = [p for p in rec.get("reports", []) if p.endswith(".jpg")]
-        for k, _frame in enumerate(rec["frames"]):
-            if k < len(thumbs) and Path(thumbs[k]).is_file():
-                uris[i] = jpeg_data_uri(Path(thumbs[k]).read_bytes())
-            i += 1
-    return uris
+    frames = [f for rec in records for f in rec["frames"]]
+    return {i: "data:image/jpeg;base64," + f["thumbnail"] for i, f in enumerate(frames) if f.get("thumbnail")}
 
 
 def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> BatchSummary | None:
@@ -53,7 +42,7 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
     summary = BatchSummary.from_results(results, wall_s, model, batch_id=batch_id)
     out = Path(status.out_dir)
     summary.write(out)
-    write_html_report(results, summary, out, thumbnails=saved_thumbnails(store, batch_id, len(results)),
+    write_html_report(results, summary, out, thumbnails=saved_thumbnails(store, batch_id),
                       thumbnails_from="none",
                       title=f"Skin-lesion scoring report — batch {batch_id}")
     store.mark_reported(batch_id)

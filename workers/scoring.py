@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import shutil
 import time
@@ -41,18 +42,8 @@ class Job:
         return {"job_id": self.job_id, "path": self.path, "enqueued_at": self.enqueued_at}
 
 
-THUMBNAIL_DIR = "thumbs"
-
-
-def write_thumbnail(out_dir: Path, stem: str, rgb: Any) -> Path:
-    """The model-size image as ``OUT/thumbs/<report stem>.jpg`` (the batch report embeds it)."""
-    path = out_dir / THUMBNAIL_DIR / f"{stem}.jpg"
-    try:
-        path.write_bytes(thumbnail_jpeg(rgb))  # read only after its job is recorded: no temp file needed
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(thumbnail_jpeg(rgb))
-    return path
+MAX_THUMBNAILS = 2000
+"""Batches up to this many inputs keep a small JPEG preview per image in their records (for report.html)."""
 
 
 def result_record(result: ScoreResult) -> dict[str, Any]:
@@ -142,6 +133,8 @@ class ChunkScorer:
                 results.append(None)
             owners.append((job, key, slots))
         score_frames(pending, self.classifier, results, worker=self.worker)
+        status = self.store.status(batch_id)
+        with_thumbnails = status is not None and status.total <= MAX_THUMBNAILS
         arrays = {slot: image.array for slot, image, _ in pending}
         writer = self.writer(out_dir)
         remember = []
@@ -153,15 +146,16 @@ class ChunkScorer:
                 t0 = time.perf_counter()
                 try:
                     paths = [str(p) for p in writer.write_result(r)]
-                    if r.ok:
-                        paths.append(str(write_thumbnail(Path(out_dir), Path(paths[0]).stem, arrays[slot])))
                 except OSError as exc:
                     raise TransientError(f"cannot write reports: {exc.strerror or exc}") from exc
                 reports += paths
                 write_ms = 1000 * (time.perf_counter() - t0)
                 r = replace(r, queue_wait_ms=round(1000 * max(0.0, started - job.enqueued_at), 3),
                             latency_ms=None if r.latency_ms is None else round(r.latency_ms + write_ms, 3))
-                frames.append(result_record(r))
+                frame = result_record(r)
+                if r.ok and with_thumbnails:
+                    frame["thumbnail"] = base64.b64encode(thumbnail_jpeg(arrays[slot])).decode("ascii")
+                frames.append(frame)
                 if r.ok:
                     metrics.IMAGES_SCORED.labels("scored", r.label, self.worker).inc()
                     metrics.IMAGE_LATENCY.observe((r.latency_ms or 0.0) / 1000)
@@ -171,7 +165,8 @@ class ChunkScorer:
                       "error": frames[0]["error"] if len(frames) == 1 and frames[0]["error"] else None,
                       "reused": False}
             if key and not record["error"]:
-                remember.append((key, {"frames": frames, "reports": reports}))
+                remember.append((key, {"frames": [{k: v for k, v in f.items() if k != "thumbnail"} for f in frames],
+                                       "reports": reports}))
             out.append((job, record))
         if remember:
             self.store.remember_results(model.sha256, remember)
@@ -183,7 +178,7 @@ class ChunkScorer:
         """An input this model already scored: copy its reports here instead of scoring it again."""
         reports = []
         for src in previous.get("reports", []):
-            kind = Path(src).parent.name  # "sr", "json" or "thumbs"
+            kind = Path(src).parent.name  # "sr" or "json"
             dst = Path(out_dir) / kind / Path(src).name
             if Path(src).exists() and Path(src).resolve() != dst.resolve():
                 dst.parent.mkdir(parents=True, exist_ok=True)
