@@ -104,10 +104,20 @@ class OpenVINOClassifier:
                       if len(c) < size else c for c in chunks]
         return chunks
 
-    def logits(self, images: np.ndarray, chunk: int = 32) -> np.ndarray:
-        """Raw logits for uint8 (N, H, W, 3); chunks run in parallel on an ``AsyncInferQueue``."""
-        import openvino as ov
+    def _request_pool(self) -> list[Any]:
+        """``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` requests of this process's compiled model, made once.
 
+        Plain requests waited on from Python, not an ``AsyncInferQueue`` with a Python callback: freeing
+        such a queue while an OpenVINO thread waits for the GIL in its callback deadlocked (seen here).
+        """
+        compiled = self.compiled
+        if getattr(self, "_pool_owner", None) is not compiled:
+            self._pool = [compiled.create_infer_request() for _ in range(max(1, self.optimal_requests))]
+            self._pool_owner = compiled
+        return self._pool
+
+    def logits(self, images: np.ndarray, chunk: int = 32) -> np.ndarray:
+        """Raw logits for uint8 (N, H, W, 3); chunks run in parallel, one infer request per stream."""
         images = np.ascontiguousarray(images, dtype=np.uint8)
         n = len(images)
         if n == 0:
@@ -116,17 +126,16 @@ class OpenVINOClassifier:
         chunks = self._chunks(images, size)
         if len(chunks) == 1:
             return np.array(self._sync_request().infer({0: chunks[0]})[0])[:n]
-        results: list[np.ndarray | None] = [None] * len(chunks)
-        queue = ov.AsyncInferQueue(self.compiled, max(1, self.optimal_requests))
-
-        def done(request: Any, index: int) -> None:
-            results[index] = np.array(request.get_output_tensor(0).data)
-
-        queue.set_callback(done)
-        for i, c in enumerate(chunks):
-            queue.start_async({0: c}, userdata=i)
-        queue.wait_all()
-        return np.concatenate(results)[:n]  # type: ignore[arg-type]
+        pool = self._request_pool()
+        results: list[np.ndarray] = []
+        for start in range(0, len(chunks), len(pool)):
+            wave = list(zip(pool, chunks[start:start + len(pool)]))
+            for request, c in wave:
+                request.start_async({0: c})
+            for request, _ in wave:
+                request.wait()
+                results.append(np.array(request.get_output_tensor(0).data))
+        return np.concatenate(results)[:n]
 
     def predict(self, images: np.ndarray) -> Prediction:
         probs = self.calibration.probabilities(self.logits(images))
