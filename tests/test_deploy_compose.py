@@ -141,8 +141,12 @@ def test_monitoring_and_orthanc_mount_the_deploy_files(resolved):
     assert Path(grafana["/var/lib/grafana/dashboards"]) == DEPLOY / "grafana" / "dashboards"
     orthanc = services["orthanc"]
     plugin = orthanc["environment"]["ORTHANC__PYTHON_SCRIPT"]
-    assert Path(volumes(orthanc)[plugin]) == DEPLOY / "orthanc" / "skin_plugin_orthanc.py"
-    assert orthanc["image"].startswith(("orthancteam/orthanc", "jodogne/orthanc-python"))
+    dockerfile = Path(orthanc["build"]["context"]) / orthanc["build"]["dockerfile"]
+    text = dockerfile.read_text()
+    assert "FROM orthancteam/orthanc" in text  # Orthanc's image, plus the package for its Python plugin
+    assert f"COPY deploy/orthanc/skin_plugin_orthanc.py {plugin}" in text
+    assert orthanc["environment"]["SKIN_PYTHONPATH"] in text
+    assert orthanc["environment"]["SKIN_ORTHANC_ROUTE"].startswith("dicom://ORTHANC@orthanc:")
     for service in services.values():
         for source in volumes(service).values():
             if source.startswith("/"):

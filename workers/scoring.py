@@ -6,6 +6,7 @@ import base64
 import hashlib
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class Job:
         return {"job_id": self.job_id, "path": self.path, "enqueued_at": self.enqueued_at}
 
 
+REPORT_THREADS = 2
+"""Threads writing a chunk's reports: they overlap file system waits (the slow part here) with each other."""
 MAX_THUMBNAILS = 2000
 """Batches up to this many inputs keep a small JPEG preview per image in their records (for report.html)."""
 
@@ -69,6 +72,7 @@ class ChunkScorer:
         self.worker = worker
         self._classifier = classifier
         self._writers: dict[str, BatchWriter] = {}
+        self._io = ThreadPoolExecutor(max_workers=REPORT_THREADS, thread_name_prefix="reports")
 
     @property
     def classifier(self) -> Classifier:
@@ -138,23 +142,33 @@ class ChunkScorer:
         arrays = {slot: image.array for slot, image, _ in pending}
         writer = self.writer(out_dir)
         remember = []
+
+        def write(slot: int) -> tuple[list[str], float, str | None]:
+            """Reports of one frame (threads: file I/O and JPEG encoding release the GIL)."""
+            r = results[slot]
+            assert r is not None
+            t0 = time.perf_counter()
+            try:
+                paths = [str(p) for p in writer.write_result(r)]
+            except OSError as exc:
+                raise TransientError(f"cannot write reports: {exc.strerror or exc}") from exc
+            thumb = (base64.b64encode(thumbnail_jpeg(arrays[slot])).decode("ascii")
+                     if r.ok and with_thumbnails else None)
+            return paths, 1000 * (time.perf_counter() - t0), thumb
+
+        written = dict(zip(range(len(results)), self._io.map(write, range(len(results)))))
         for job, key, slots in owners:
             frames, reports = [], []
             for slot in slots:
                 r = results[slot]
                 assert r is not None
-                t0 = time.perf_counter()
-                try:
-                    paths = [str(p) for p in writer.write_result(r)]
-                except OSError as exc:
-                    raise TransientError(f"cannot write reports: {exc.strerror or exc}") from exc
+                paths, write_ms, thumb = written[slot]
                 reports += paths
-                write_ms = 1000 * (time.perf_counter() - t0)
                 r = replace(r, queue_wait_ms=round(1000 * max(0.0, started - job.enqueued_at), 3),
                             latency_ms=None if r.latency_ms is None else round(r.latency_ms + write_ms, 3))
                 frame = result_record(r)
-                if r.ok and with_thumbnails:
-                    frame["thumbnail"] = base64.b64encode(thumbnail_jpeg(arrays[slot])).decode("ascii")
+                if thumb:
+                    frame["thumbnail"] = thumb
                 frames.append(frame)
                 if r.ok:
                     metrics.IMAGES_SCORED.labels("scored", r.label, self.worker).inc()

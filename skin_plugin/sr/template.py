@@ -15,6 +15,7 @@ does not fit a plain Code Value (long or URN codes) is built with the reference 
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -246,6 +247,7 @@ class SRTemplate:
     def __init__(self, model: ModelIdentity) -> None:
         self.model = model
         self._variants: dict[tuple[str, bool, bool], _Encoded] = {}
+        self._lock = threading.Lock()
 
     def render(self, result: ScoreResult, *, series_instance_uid: str, sop_instance_uid: str,
                series_number: int = 1, instance_number: int = 1,
@@ -286,7 +288,9 @@ class SRTemplate:
     def _variant(self, sop_class_uid: str, with_site: bool, multi_frame: bool) -> _Encoded:
         key = (sop_class_uid, with_site, multi_frame)
         if key not in self._variants:
-            self._variants[key] = self._build(*key)
+            with self._lock:  # report threads may ask for the same new variant at once
+                if key not in self._variants:
+                    self._variants[key] = self._build(*key)
         return self._variants[key]
 
     def _build(self, sop_class_uid: str, with_site: bool, multi_frame: bool) -> _Encoded:
