@@ -71,7 +71,8 @@ def _ov_runner(spec: RowSpec):
 
     ov_model = ov.convert_model(model, example_input=torch.zeros(1, 3, INPUT_HEIGHT, INPUT_WIDTH),
                                 input=[(-1, 3, INPUT_HEIGHT, INPUT_WIDTH)])
-    compiled = ov.Core().compile_model(add_preprocessing(ov_model), "CPU", {"PERFORMANCE_HINT": hint})
+    compiled = ov.Core().compile_model(add_preprocessing(ov_model), "CPU",
+                                       {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:
