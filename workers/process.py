@@ -107,12 +107,8 @@ def _start_process(**_: object) -> None:
     global _started
     _started = time.time()
     _stop.clear()
-    try:  # compile the model now, so the first task does not pay for it
-        import numpy as np
-
-        from skin_plugin.constants import INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH
-
-        context().scorer.classifier.predict(np.zeros((1, INPUT_HEIGHT, INPUT_WIDTH, INPUT_CHANNELS), np.uint8))
+    try:  # compile the model and build the SR template now, so the first task does not pay for them
+        context().scorer.warm_up()
     except Exception:  # noqa: BLE001 - a broken model fails the first task with its reason instead
         pass
     threading.Thread(target=_heartbeat_loop, args=(_stop,), name="skin-heartbeat", daemon=True).start()

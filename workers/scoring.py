@@ -18,6 +18,7 @@ from skin_plugin.pipeline import score_frames
 from skin_plugin.reports.batch_writer import BatchWriter
 from skin_plugin.reports.html_report import thumbnail_jpeg
 from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.sr.template import SRTemplate
 from workers import metrics
 from workers.config import WorkerSettings
 from workers.store import BatchStore
@@ -72,6 +73,7 @@ class ChunkScorer:
         self.worker = worker
         self._classifier = classifier
         self._writers: dict[str, BatchWriter] = {}
+        self._sr_template: SRTemplate | None = None
         self._io = ThreadPoolExecutor(max_workers=REPORT_THREADS, thread_name_prefix="reports")
 
     @property
@@ -85,10 +87,30 @@ class ChunkScorer:
     def model(self) -> ModelIdentity:
         return model_identity(self.classifier)
 
+    @property
+    def sr_template(self) -> SRTemplate:
+        """One SR template per process and model, shared by the writers of every batch."""
+        if self._sr_template is None:
+            self._sr_template = SRTemplate(self.model)
+        return self._sr_template
+
     def writer(self, out_dir: str) -> BatchWriter:
         if out_dir not in self._writers:
-            self._writers[out_dir] = BatchWriter(Path(out_dir), self.model)
+            if len(self._writers) > 64:  # one per batch folder: keep the cache small in long-lived workers
+                self._writers.clear()
+            self._writers[out_dir] = BatchWriter(Path(out_dir), self.model, sr_template=self.sr_template)
         return self._writers[out_dir]
+
+    def warm_up(self) -> None:
+        """Compile the model and build the usual SR template now, not in the first task."""
+        import numpy as np
+
+        from skin_plugin.constants import INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH
+        from skin_plugin.dicom.sop_classes import DERMOSCOPIC_PHOTOGRAPHY_IMAGE_STORAGE
+
+        self.classifier.predict(np.zeros((1, INPUT_HEIGHT, INPUT_WIDTH, INPUT_CHANNELS), np.uint8))
+        for with_site in (True, False):
+            self.sr_template.prebuild(DERMOSCOPIC_PHOTOGRAPHY_IMAGE_STORAGE, with_site)
 
     def score(self, batch_id: str, out_dir: str, jobs: list[Job]) -> list[tuple[Job, dict[str, Any]]]:
         """Records for the jobs not yet recorded in the batch. Raises TransientError on I/O trouble.

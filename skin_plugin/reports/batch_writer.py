@@ -35,10 +35,13 @@ class BatchWriter:
     out_dir: Path
     model: ModelIdentity
     thresholds: ReviewThresholds = ReviewThresholds()
+    sr_template: SRTemplate | None = None
+    """Share one template between writers of the same model (building a variant costs ~0.4 s)."""
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
-        self.sr_template = SRTemplate(self.model)
+        if self.sr_template is None:
+            self.sr_template = SRTemplate(self.model)
         for sub in ("sr", "json"):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
 

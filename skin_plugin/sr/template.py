@@ -285,6 +285,10 @@ class SRTemplate:
         """:meth:`render`, parsed back into a pydicom dataset (for inspection; slower)."""
         return pydicom.dcmread(BytesIO(self.render(result, **kwargs)))  # type: ignore[arg-type]
 
+    def prebuild(self, sop_class_uid: str, with_site: bool = True, multi_frame: bool = False) -> None:
+        """Build a variant ahead of its first use (a long-lived worker does this at start-up)."""
+        self._variant(validated_uid(sop_class_uid), with_site, multi_frame)
+
     def _variant(self, sop_class_uid: str, with_site: bool, multi_frame: bool) -> _Encoded:
         key = (sop_class_uid, with_site, multi_frame)
         if key not in self._variants:
