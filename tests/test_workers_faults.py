@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 from queue_support import RedisServer, Worker, wait_until, worker_settings
@@ -40,10 +41,13 @@ def test_a_worker_process_killed_mid_batch_loses_no_job(redis_url, fullres_dicom
     settings = worker_settings(redis_url, chunk_size=2)
     store = BatchStore.from_settings(settings)
     files = fullres_dicoms
-    with Worker(settings, concurrency=2, log=tmp_path / "worker.log"):
+    with Worker(settings, concurrency=2, log=tmp_path / "worker.log") as worker:
         batch = submit_batch(store, files, tmp_path / "out", chunk_size=2)
         wait_until(lambda: store.status(batch).completed >= 10, 60, poll_s=0.005, what="first results")
-        victims = [w["pid"] for w in store.live_workers().values()]
+        # this worker's prefork children (not heartbeats a previous test's workers may have left behind)
+        victims = [int(p) for p in subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+        assert len(victims) == 2
         assert store.status(batch).completed < len(files), "batch finished before the kill"
         for pid in victims:
             os.kill(pid, signal.SIGKILL)  # both children die mid-task; the parent forks new ones

@@ -22,6 +22,7 @@ def test_a_job_is_counted_once_and_the_last_one_completes_the_batch(redis_url):
     s = store.status("b1")
     assert (s.total, s.done, s.failed, s.completed) == (3, 2, 1, 3)
     assert store.recorded_jobs("b1") == {"j1", "j2", "j3"}
+    assert store.recorded_among("b1", ["j1", "j9"]) == {"j1"}
 
 
 def test_first_record_wins(redis_url):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from skin_plugin.reports.html_report import write_html_report
 from skin_plugin.reports.summary import BatchSummary
@@ -12,16 +13,19 @@ from workers.scoring import result_from_record
 from workers.store import BatchStore
 
 
+def batch_frames(store: BatchStore, batch_id: str) -> list[dict[str, Any]]:
+    """Every frame record of the batch, in input order."""
+    records = sorted(store.job_records(batch_id), key=lambda r: r["job_id"])
+    return [f for rec in records for f in rec["frames"]]
+
+
 def batch_results(store: BatchStore, batch_id: str) -> list[ScoreResult]:
     """Every frame result of the batch, in input order."""
-    records = sorted(store.job_records(batch_id), key=lambda r: r["job_id"])
-    return [result_from_record(f) for rec in records for f in rec["frames"]]
+    return [result_from_record(f) for f in batch_frames(store, batch_id)]
 
 
-def saved_thumbnails(store: BatchStore, batch_id: str) -> dict[int, str]:
-    """Result index -> data URI of the preview its worker kept (batches up to MAX_THUMBNAILS inputs)."""
-    records = sorted(store.job_records(batch_id), key=lambda r: r["job_id"])
-    frames = [f for rec in records for f in rec["frames"]]
+def saved_thumbnails(frames: list[dict[str, Any]]) -> dict[int, str]:
+    """Frame index -> data URI of the preview its worker kept (batches up to MAX_THUMBNAILS inputs)."""
     return {i: "data:image/jpeg;base64," + f["thumbnail"] for i, f in enumerate(frames) if f.get("thumbnail")}
 
 
@@ -37,12 +41,13 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
         store.mark_finished(batch_id)
         status = store.status(batch_id)
         assert status is not None
-    results = batch_results(store, batch_id)
+    frames = batch_frames(store, batch_id)
+    results = [result_from_record(f) for f in frames]
     wall_s = (status.finished or time.time()) - (status.submitted or time.time())
     summary = BatchSummary.from_results(results, wall_s, model, batch_id=batch_id)
     out = Path(status.out_dir)
     summary.write(out)
-    write_html_report(results, summary, out, thumbnails=saved_thumbnails(store, batch_id),
+    write_html_report(results, summary, out, thumbnails=saved_thumbnails(frames),
                       thumbnails_from="none",
                       title=f"Skin-lesion scoring report — batch {batch_id}")
     store.mark_reported(batch_id)

@@ -119,7 +119,7 @@ class ChunkScorer:
         scored gets its earlier reports copied, not a second scoring).
         """
         started = time.time()
-        seen = self.store.recorded_jobs(batch_id)
+        seen = self.store.recorded_among(batch_id, [j.job_id for j in jobs])
         jobs = [j for j in jobs if j.job_id not in seen]
         model = self.model
         contents: list[bytes | InputError] = []
@@ -178,7 +178,7 @@ class ChunkScorer:
                      if r.ok and with_thumbnails else None)
             return paths, 1000 * (time.perf_counter() - t0), thumb
 
-        written = dict(zip(range(len(results)), self._io.map(write, range(len(results)))))
+        written = list(self._io.map(write, range(len(results))))
         for job, key, slots in owners:
             frames, reports = [], []
             for slot in slots:

@@ -208,6 +208,13 @@ class BatchStore:
     def recorded_jobs(self, batch_id: str) -> set[str]:
         return set(self.r.hkeys(jobs_key(batch_id)))
 
+    def recorded_among(self, batch_id: str, job_ids: list[str]) -> set[str]:
+        """Which of ``job_ids`` are recorded (one round trip, independent of the batch's size)."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hexists(jobs_key(batch_id), job_id)
+        return {job_id for job_id, found in zip(job_ids, pipe.execute()) if found}
+
     def job_records(self, batch_id: str) -> list[dict[str, Any]]:
         return [json.loads(v) for v in self.r.hvals(jobs_key(batch_id))]
 

@@ -97,14 +97,11 @@ def route_results(self: Any, batch_id: str) -> int:
 
 
 def _fail_remaining(ctx: Any, batch_id: str, chunk: list[Job], reason: str) -> int:
-    seen = ctx.store.recorded_jobs(batch_id)
-    n = 0
-    for job in chunk:
-        if job.job_id in seen:
-            continue
-        frame = result_record(ScoreResult(job.path, error=reason, worker=ctx.name))
-        n += ctx.store.record_job(batch_id, job.job_id, {"job_id": job.job_id, "input": job.path,
-                                                          "frames": [frame], "reports": [], "error": reason,
-                                                          "reused": False}) >= 0
-        metrics.IMAGES_FAILED.labels("internal").inc()
+    """Record every job of ``chunk`` not recorded yet as failed with ``reason``; return how many."""
+    records = [(job.job_id, {"job_id": job.job_id, "input": job.path, "reports": [], "error": reason,
+                             "reused": False,
+                             "frames": [result_record(ScoreResult(job.path, error=reason, worker=ctx.name))]})
+               for job in chunk]
+    n = sum(c >= 0 for c in ctx.store.record_jobs(batch_id, records))
+    metrics.IMAGES_FAILED.labels("internal").inc(n)
     return n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def pull_new_instances(url: str, folder: Path, store: Any, *, since: str | None 
 
     from skin_plugin.ir_manifest import IRManifest
 
-    settings = getattr(store, "settings", None)
+    settings = store.settings
     sha = IRManifest.load().weights_sha256(precision or (settings.precision if settings else "fp32"))
     client = DICOMwebClient(url=url.rstrip("/"))
     instances = find_instances(client, since, modality)
@@ -60,8 +61,6 @@ def pull_new_instances(url: str, folder: Path, store: Any, *, since: str | None 
         if not path.exists():
             ds = client.retrieve_instance(inst["study"], inst["series"], inst["sop"],
                                           media_types=(("application/dicom", "*"),))
-            from io import BytesIO
-
             buf = BytesIO()
             ds.save_as(buf, enforce_file_format=True)
             write_atomically(path, buf.getvalue())
