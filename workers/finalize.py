@@ -29,6 +29,16 @@ def saved_thumbnails(frames: list[dict[str, Any]]) -> dict[int, str]:
     return {i: "data:image/jpeg;base64," + f["thumbnail"] for i, f in enumerate(frames) if f.get("thumbnail")}
 
 
+def remove_orphan_temp_files(out: Path) -> int:
+    """Delete temporary report files a killed worker left behind (every job is recorded by now)."""
+    removed = 0
+    for folder in ("sr", "json"):
+        for tmp in (out / folder).glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> BatchSummary | None:
     """Write the batch's summary and HTML report once every job is recorded; None if not complete yet.
 
@@ -46,6 +56,7 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
     wall_s = (status.finished or time.time()) - (status.submitted or time.time())
     summary = BatchSummary.from_results(results, wall_s, model, batch_id=batch_id)
     out = Path(status.out_dir)
+    remove_orphan_temp_files(out)
     summary.write(out)
     write_html_report(results, summary, out, thumbnails=saved_thumbnails(frames),
                       thumbnails_from="none",
