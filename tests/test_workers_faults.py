@@ -38,11 +38,11 @@ def assert_every_job_once(store: BatchStore, batch: str, out: Path, n: int) -> N
 
 
 def test_a_worker_process_killed_mid_batch_loses_no_job(redis_url, fullres_dicoms, tmp_path):
-    settings = worker_settings(redis_url, chunk_size=2)
+    settings = worker_settings(redis_url, chunk_size=10)
     store = BatchStore.from_settings(settings)
     files = fullres_dicoms
     with Worker(settings, concurrency=2, log=tmp_path / "worker.log") as worker:
-        batch = submit_batch(store, files, tmp_path / "out", chunk_size=2)
+        batch = submit_batch(store, files, tmp_path / "out", chunk_size=10)  # tasks long enough to be killed in
         wait_until(lambda: store.status(batch).completed >= 10, 60, poll_s=0.005, what="first results")
         # this worker's prefork children (not heartbeats a previous test's workers may have left behind)
         victims = [int(p) for p in subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True,

@@ -152,3 +152,25 @@ def test_submit_and_status_on_an_existing_broker(redis_url, samples_dir, tmp_pat
     status = json.loads(run_cli("status", batch, "--json", "--broker", redis_url).stdout)
     assert status["state"] == "finished" and status["done"] == 7
     assert run_cli("status", "no-such-batch", "--broker", redis_url).returncode == 1
+
+
+def test_jobs_whose_message_was_lost_are_sent_again(redis_url, fullres_dicoms, tmp_path):
+    from workers.client import requeue_lost_jobs
+
+    store = BatchStore.from_settings(worker_settings(redis_url))
+    batch = submit_batch(store, fullres_dicoms[:4], tmp_path / "out", chunk_size=2)
+    assert requeue_lost_jobs(store, stall_s=0) == []  # its messages are still queued
+    store.r.delete("batch")  # both messages lost (a consumer killed at the wrong moment)
+    store.record_job(batch, "0000000", {"job_id": "0000000", "error": None, "frames": [], "reports": []})
+    assert requeue_lost_jobs(store, stall_s=3600) == []  # not stalled long enough
+    assert requeue_lost_jobs(store, stall_s=0) == [batch]
+    assert requeue_lost_jobs(store, stall_s=0) == []  # one requeue per stall period
+    sent = [json.loads(m) for m in store.r.lrange("batch", 0, -1)]
+    import base64
+
+    jobs = sorted(j["job_id"] for m in sent for j in json.loads(base64.b64decode(m["body"]))[1]["jobs"])
+    assert jobs == ["0000001", "0000002", "0000003"]
+    settings = worker_settings(redis_url)
+    with Worker(settings, concurrency=1):
+        status = wait_for_batch(store, batch, timeout_s=60)
+    assert (status.done, status.total) == (4, 4)

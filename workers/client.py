@@ -71,6 +71,7 @@ def submit_batch(store: BatchStore, files: list[Path], out_dir: Path, *, queue: 
                  "jobs": [j.to_dict() for j in jobs[i:i + chunk_size]]} for i in range(0, len(jobs), chunk_size)]
     release_ts = release_at.timestamp() if release_at else None
     store.create_batch(batch_id, len(jobs), queue, out, release_ts, route)
+    store.keep_payloads(batch_id, payloads)
     if release_ts and release_ts > now:
         store.schedule(batch_id, release_ts, payloads)
     else:
@@ -86,6 +87,35 @@ def release_due_batches(store: BatchStore) -> list[str]:
         store.unschedule(batch_id)
         released.append(batch_id)
     return released
+
+
+def requeue_lost_jobs(store: BatchStore, stall_s: float, now: float | None = None) -> list[str]:
+    """Send again the unrecorded jobs of batches that stalled with their queue empty (heartbeat).
+
+    Kombu's Redis transport can lose a message whose consumer died between taking it off the list and
+    storing it as unacknowledged; a killed worker's acknowledged-late tasks come back by themselves
+    after the visibility timeout, so ``stall_s`` must be longer than that. Duplicates are harmless:
+    a job is recorded once.
+    """
+    now = now or time.time()
+    requeued = []
+    for status in store.recent_batches(100):
+        if status.state not in ("queued", "running") or status.completed >= status.total:
+            continue
+        if now - store.last_progress(status.batch_id) < stall_s or store.r.llen(status.queue) > 0:
+            continue
+        if not store.claim_requeue(status.batch_id, stall_s):
+            continue
+        payloads = []
+        for p in store.payloads(status.batch_id):
+            recorded = store.recorded_among(status.batch_id, [j["job_id"] for j in p["jobs"]])
+            jobs = [j for j in p["jobs"] if j["job_id"] not in recorded]
+            if jobs:
+                payloads.append(dict(p, jobs=jobs))
+        if payloads:
+            _send(store, payloads)
+            requeued.append(status.batch_id)
+    return requeued
 
 
 def wait_for_batch(store: BatchStore, batch_id: str, *, console: Console | None = None,

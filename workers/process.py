@@ -19,6 +19,8 @@ from workers.scoring import ChunkScorer
 from workers.store import BatchStore
 
 HEARTBEAT_INTERVAL_S = float(os.environ.get("SKIN_HEARTBEAT_INTERVAL", "10"))
+STALL_MARGIN_S = 30.0
+"""A batch is stalled after the visibility timeout plus this long without a recorded job."""
 _node_name = os.environ.get("SKIN_WORKER_NAME") or socket.gethostname()
 
 
@@ -59,7 +61,7 @@ def context() -> WorkerContext:
 
 
 def _heartbeat_loop(stop: threading.Event) -> None:
-    from workers.client import release_due_batches
+    from workers.client import release_due_batches, requeue_lost_jobs
 
     while not stop.is_set():
         try:
@@ -67,6 +69,7 @@ def _heartbeat_loop(stop: threading.Event) -> None:
             ctx.store.heartbeat(ctx.name, {"pid": os.getpid(), "host": socket.gethostname(), "since": _started,
                                            "precision": ctx.settings.precision, "device": ctx.settings.device})
             release_due_batches(ctx.store)
+            requeue_lost_jobs(ctx.store, ctx.settings.visibility_timeout_s + STALL_MARGIN_S)
         except Exception:  # noqa: BLE001 - a broker outage must not kill the heartbeat
             pass
         stop.wait(HEARTBEAT_INTERVAL_S)

@@ -37,6 +37,7 @@ WORKER_HEARTBEAT_TTL_S = 30
 _RECORD_JOB = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return -1 end
 redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
+redis.call('HSET', KEYS[1], 'progress_at', ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return redis.call('HINCRBY', KEYS[1], 'completed', 1)
 """
@@ -148,6 +149,23 @@ class BatchStore:
         pipe.zadd(BATCHES, {batch_id: now})
         pipe.execute()
 
+    def keep_payloads(self, batch_id: str, payloads: list[dict[str, Any]]) -> None:
+        """The batch's task payloads, so jobs whose message was lost can be sent again."""
+        self.r.set(f"{batch_key(batch_id)}:payloads", json.dumps(payloads), ex=self.ttl_s)
+
+    def payloads(self, batch_id: str) -> list[dict[str, Any]]:
+        raw = self.r.get(f"{batch_key(batch_id)}:payloads")
+        return json.loads(raw) if raw else []
+
+    def last_progress(self, batch_id: str) -> float:
+        """When a job of the batch was last recorded (else when it was submitted or released)."""
+        h = self.r.hmget(batch_key(batch_id), "progress_at", "submitted", "release_at")
+        return max(float(v) for v in h if v)
+
+    def claim_requeue(self, batch_id: str, hold_s: float) -> bool:
+        """One caller at a time may requeue a batch's lost jobs."""
+        return bool(self.r.set(f"{batch_key(batch_id)}:requeue", 1, nx=True, ex=max(1, int(hold_s))))
+
     def mark_started(self, batch_id: str) -> None:
         self.r.hsetnx(batch_key(batch_id), "started", time.time())
 
@@ -177,7 +195,7 @@ class BatchStore:
         """Store a job's record once; return completed jobs of the batch, or -1 if it was recorded already."""
         outcome = "failed" if record.get("error") else "done"
         return int(self._record(keys=[batch_key(batch_id), jobs_key(batch_id)],
-                                args=[job_id, json.dumps(record), outcome, self.ttl_s]))
+                                args=[job_id, json.dumps(record), outcome, self.ttl_s, time.time()]))
 
     def record_jobs(self, batch_id: str, items: list[tuple[str, dict[str, Any]]]) -> list[int]:
         """:meth:`record_job` for many jobs in one round trip."""
@@ -185,7 +203,7 @@ class BatchStore:
         for job_id, record in items:
             outcome = "failed" if record.get("error") else "done"
             self._record(keys=[batch_key(batch_id), jobs_key(batch_id)],
-                         args=[job_id, json.dumps(record), outcome, self.ttl_s], client=pipe)
+                         args=[job_id, json.dumps(record), outcome, self.ttl_s, time.time()], client=pipe)
         return [int(v) for v in pipe.execute()]
 
     def mark_routed(self, batch_id: str, sent: list[str], failed: int = 0) -> None:
