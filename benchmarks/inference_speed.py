@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from skin_plugin.constants import INPUT_HEIGHT, INPUT_WIDTH
+from skin_plugin.openvino_classifier import FP32_CPU_CONFIG
 
 ROUND_IMAGES = 512
 THROUGHPUT_BATCH = 32
@@ -72,7 +73,7 @@ def _ov_runner(spec: RowSpec):
     ov_model = ov.convert_model(model, example_input=torch.zeros(1, 3, INPUT_HEIGHT, INPUT_WIDTH),
                                 input=[(-1, 3, INPUT_HEIGHT, INPUT_WIDTH)])
     compiled = ov.Core().compile_model(add_preprocessing(ov_model), "CPU",
-                                       {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
+                                       {"PERFORMANCE_HINT": hint, **FP32_CPU_CONFIG})
     request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:

@@ -12,11 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from skin_plugin.calibration import Calibration
 from skin_plugin.constants import CHANNEL_MEAN, CHANNEL_STD, INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH
 from skin_plugin.ir_manifest import IR_DIR, MANIFEST_NAME, PRECISIONS, IRManifest
+from skin_plugin.openvino_classifier import FP32_CPU_CONFIG
 from skin_plugin.release import ModelRelease, sha256_file
 
 CALIBRATION_IMAGES = 300
+INT8_MIN_AGREEMENT = 0.992
+"""Accuracy control keeps quantizing until INT8 decisions agree with FP32 on this share of the
+validation split (the product floor is 0.99; the margin absorbs rounding differences between CPUs)."""
 
 
 def convert_fp32(release: ModelRelease):  # -> openvino.Model
@@ -53,25 +58,60 @@ def add_preprocessing(ov_model):  # -> openvino.Model
     return ov_model
 
 
-def quantize_int8(fp32_model, calibration_nhwc: np.ndarray):  # -> openvino.Model
-    """NNCF post-training quantization, calibrated on uint8 NHWC training images."""
+def _decisions(compiled_model, images: np.ndarray, calibration: Calibration) -> np.ndarray:
+    logits = compiled_model(images)[0]
+    return calibration.decide(calibration.probabilities(logits))
+
+
+def quantize_int8(fp32_model, calibration_nhwc: np.ndarray, validation_nhwc: np.ndarray,
+                  calibration: Calibration) -> tuple[object, dict]:  # -> (openvino.Model, report)
+    """NNCF post-training INT8 with accuracy control on the agreement of decisions with FP32.
+
+    Activation statistics come from ``calibration_nhwc`` (training images). NNCF then ranks the
+    quantized operations by how much they change decisions on ``validation_nhwc`` and returns the
+    most sensitive ones to floating point until at least ``INT8_MIN_AGREEMENT`` of the validation
+    decisions equal FP32's. Returns the model and what was done, for the manifest.
+    """
     import nncf
+    import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
-    items = [calibration_nhwc[i:i + 1] for i in range(len(calibration_nhwc))]
-    # Overflow fix: 7-bit weights, safe on CPUs without VNNI (AVX2 only here); it also agreed best with FP32.
-    return nncf.quantize(fp32_model, nncf.Dataset(items), subset_size=len(items),
-                         advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE))
+    core = ov.Core()
+    reference = _decisions(core.compile_model(fp32_model, "CPU", FP32_CPU_CONFIG), validation_nhwc, calibration)
+
+    def agreement(compiled_model, items) -> tuple[float, list[float]]:
+        items = list(items)
+        images = np.concatenate([image for image, _ in items])
+        same = _decisions(compiled_model, images, calibration) == np.array([label for _, label in items])
+        return float(same.mean()), same.astype(float).tolist()
+
+    calib = nncf.Dataset([calibration_nhwc[i:i + 1] for i in range(len(calibration_nhwc))])
+    valid = nncf.Dataset([(validation_nhwc[i:i + 1], int(reference[i])) for i in range(len(reference))],
+                         lambda item: item[0])
+    # Overflow fix: 7-bit weights, safe on AVX2 CPUs without VNNI (same agreement as 8-bit here).
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE)
+    int8 = nncf.quantize_with_accuracy_control(
+        fp32_model, calib, valid, agreement, max_drop=1.0 - INT8_MIN_AGREEMENT,
+        subset_size=len(calibration_nhwc), advanced_quantization_parameters=advanced)
+    compiled = core.compile_model(int8, "CPU", FP32_CPU_CONFIG)
+    achieved = float((_decisions(compiled, validation_nhwc, calibration) == reference).mean())
+    fq_nodes = sum(1 for op in int8.get_ops() if op.get_type_name() == "FakeQuantize")
+    report = {"images": int(len(calibration_nhwc)), "split": "train",
+              "tool": "nncf.quantize_with_accuracy_control",
+              "accuracy_control": {"metric": "top-1 agreement of decisions with FP32", "split": "val",
+                                   "min_agreement": INT8_MIN_AGREEMENT, "achieved": round(achieved, 4)},
+              "fake_quantize_nodes": fq_nodes}
+    return int8, report
 
 
-def export(release: ModelRelease, calibration_nhwc: np.ndarray, out_dir: Path = IR_DIR,
-           metrics: dict | None = None) -> dict:
+def export(release: ModelRelease, calibration_nhwc: np.ndarray, validation_nhwc: np.ndarray,
+           out_dir: Path = IR_DIR, metrics: dict | None = None) -> dict:
     """Write ``lesioncnn_fp32``/``lesioncnn_int8`` IR pairs and the manifest a worker loads."""
     import openvino as ov
 
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = convert_fp32(release)
-    int8 = quantize_int8(fp32, calibration_nhwc)
+    int8, int8_report = quantize_int8(fp32, calibration_nhwc, validation_nhwc, release.calibration)
     files: dict[str, dict] = {}
     for precision, model in (("fp32", fp32), ("int8", int8)):
         xml = out_dir / f"lesioncnn_{precision}.xml"
@@ -88,7 +128,7 @@ def export(release: ModelRelease, calibration_nhwc: np.ndarray, out_dir: Path = 
         "calibration": m["calibration"],
         "params": m["params"], "macs": m["macs"],
         "source_weights_sha256": m["weights"]["sha256"],
-        "int8_calibration": {"images": int(len(calibration_nhwc)), "split": "train", "tool": "nncf.quantize"},
+        "int8_calibration": int8_report,
         "precisions": files,
         "metrics": metrics or {},
         "license": m["license"], "intended_use": m["intended_use"],
@@ -113,10 +153,11 @@ def export_release(release: ModelRelease, data_dir: Path, out_dir: Path = IR_DIR
                    bootstrap: int = 0) -> dict:
     """Export FP32 + INT8 IR, then score both on validation and test and record it in the manifest."""
     from skin_plugin.openvino_classifier import OpenVINOClassifier
-    from training.evaluate import evaluate
+    from training.evaluate import evaluate, load_evaluation_set
 
     split_file = release.directory / "split.csv"
-    manifest = export(release, calibration_images(data_dir, split_file), out_dir)
+    validation = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val").images
+    manifest = export(release, calibration_images(data_dir, split_file), validation, out_dir)
     ir = IRManifest.load(out_dir)
     summary: dict[str, dict] = {}
     for precision in PRECISIONS:

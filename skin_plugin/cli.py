@@ -61,6 +61,9 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           sampling_power: Annotated[float, typer.Option(help="Class-balanced sampling power (0..1).")] = 0.5,
           dropout: float = 0.2,
           cutmix_prob: Annotated[float, typer.Option(help="Share of batches mixed with CutMix.")] = 0.0,
+          teacher: Annotated[Path | None, typer.Option(
+              help="Distil from these LesionCNN weights (e.g. skin_plugin/release/lesioncnn.pt).")] = None,
+          distill_weight: Annotated[float, typer.Option(help="Share of the loss on the teacher.")] = 0.7,
           threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:
@@ -73,7 +76,8 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
     data_dir = data or DEFAULT_DATA_DIR
     cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(out), seed=seed, max_epochs=epochs,
                       patience=patience, max_minutes=max_minutes, max_batches_per_epoch=max_batches_per_epoch,
-                      sampling_power=sampling_power, dropout=dropout, cutmix_prob=cutmix_prob, threads=threads)
+                      sampling_power=sampling_power, dropout=dropout, cutmix_prob=cutmix_prob, threads=threads,
+                      teacher=str(teacher or ""), distill_weight=distill_weight if teacher else 0.0)
     run_training(cfg)
     if package:
         package_release(out, out, data_dir)

@@ -17,6 +17,10 @@ from skin_plugin.prediction import Prediction
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 
 
+FP32_CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+"""CPUs with AVX-512 BF16/AMX default to bfloat16 for float ops (logits then differ from the validated
+FP32 by ~0.05): keep the precision the model was measured with."""
+
 class DeviceNotAvailableError(RuntimeError):
     """The requested OpenVINO device is not present on this machine."""
 
@@ -60,9 +64,7 @@ class OpenVINOClassifier:
     def _config(self) -> dict[str, str]:
         config = {"PERFORMANCE_HINT": self.hint}
         if self.device == "CPU":
-            # CPUs with AVX-512 BF16/AMX default to bfloat16 for float ops (logits then differ from the
-            # validated FP32 by ~0.05): keep the precision the model was measured with.
-            config["INFERENCE_PRECISION_HINT"] = "f32"
+            config.update(FP32_CPU_CONFIG)
         if self.device.partition(":")[0] not in VIRTUAL_DEVICES:
             if self.streams is not None:
                 config["NUM_STREAMS"] = str(self.streams)

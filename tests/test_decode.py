@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from skin_plugin.constants import INPUT_HEIGHT, INPUT_WIDTH
-from skin_plugin.decode import ImageDecodeError, area_resize, decode_image
+from skin_plugin.decode import ImageDecodeError, area_resize, dct_scale, decode_image, decode_jpeg_fast
 from skin_plugin.transforms import decode_transforms
 
 FULLRES = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000_fullres" / "images"
@@ -73,3 +73,38 @@ def test_decompression_bomb_is_refused():
     buf.seek(0)
     with pytest.raises(ImageDecodeError, match="pixel limit"):
         decode_image(buf)
+
+
+def _pil_draft_decode(data: bytes) -> np.ndarray:
+    """The PIL route of ``decode_image`` (an open image skips the libjpeg-turbo path)."""
+    return decode_image(Image.open(io.BytesIO(data)))
+
+
+def test_libjpeg_turbo_path_equals_pil_draft_path(ham_dir):
+    """Same DCT scale, same IDCT and upsampling: the two JPEG routes give identical pixels."""
+    paths = sorted((ham_dir / "images").glob("*.jpg"))[:30] + sorted(FULLRES.glob("*.jpg"))[:30]
+    for p in paths:
+        data = p.read_bytes()
+        fast = decode_jpeg_fast(data)
+        assert fast is not None, p.name
+        assert np.array_equal(fast, _pil_draft_decode(data)), p.name
+
+
+@pytest.mark.parametrize("size", [(600, 450), (200, 150), (1280, 960), (161, 121), (4000, 3000), (100, 80)])
+def test_dct_scale_is_the_one_pil_draft_picks(size):
+    image = Image.new("RGB", size, (120, 80, 60))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG")
+    opened = Image.open(io.BytesIO(buf.getvalue()))
+    opened.draft("RGB", (INPUT_WIDTH, INPUT_HEIGHT))
+    r = dct_scale(*size)
+    assert opened.size == (-(-size[0] // r), -(-size[1] // r))
+
+
+def test_greyscale_and_cmyk_jpegs_leave_the_fast_path():
+    for mode in ("L", "CMYK"):
+        buf = io.BytesIO()
+        Image.new(mode, (320, 240)).save(buf, format="JPEG")
+        assert decode_jpeg_fast(buf.getvalue()) is None
+    rgb = decode_image(io.BytesIO(buf.getvalue()))  # CMYK still decodes, through PIL
+    assert rgb.shape == (INPUT_HEIGHT, INPUT_WIDTH, 3)

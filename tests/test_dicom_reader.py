@@ -5,6 +5,7 @@ All DICOM files are built at test time from the bundled HAM10000 samples and the
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from skin_plugin.dicom.reader import (
     UnreadableFileError,
     UnreadableImageError,
     UnsupportedTransferSyntaxError,
+    jpeg_colour_markers,
     read_input,
 )
 from skin_plugin.dicom.records import DicomSourceInfo, validated_uid
@@ -461,3 +463,13 @@ def test_sop_class_families_match_whole_components():
     assert refusal_reason("1.2.840.10008.5.1.4.1.1.7") is None
     assert "grayscale" in refusal_reason("1.2.840.10008.5.1.4.1.1.7.2")
     assert "not a supported" in refusal_reason("1.2.3.4")
+
+
+def test_jpeg_colour_markers_are_found_before_the_scan():
+    jpeg = SAMPLE.read_bytes()
+    assert jpeg_colour_markers(jpeg) == {"jfif"}
+    assert jpeg_colour_markers(jpeg[:2] + jpeg[4 + int.from_bytes(jpeg[4:6], "big"):]) == set()
+    buf = io.BytesIO()
+    Image.new("CMYK", (32, 32)).save(buf, format="JPEG")
+    assert "adobe" in jpeg_colour_markers(buf.getvalue())
+    assert jpeg_colour_markers(b"\xff\xd8\xff\xe0\x00") == set()  # cut inside a segment header

@@ -48,6 +48,11 @@ class TrainConfig:
     cutmix_prob: float = 0.0
     """Share of batches mixed with CutMix (a box of one image pasted into another, labels mixed by area)."""
     cutmix_alpha: float = 1.0
+    teacher: str = ""
+    """Weights (a release's ``lesioncnn.pt``) of a trained LesionCNN to distil from; empty = none."""
+    distill_weight: float = 0.0
+    """Share of the loss given to matching the teacher's softened outputs (the rest: cross-entropy)."""
+    distill_temperature: float = 2.0
     threads: int = 2
     history: list[dict] = field(default_factory=list)
 
@@ -92,6 +97,22 @@ def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.T
     x = x.clone()
     x[:, :, y0:y1, x0:x1] = x[order, :, y0:y1, x0:x1]
     return x, order, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+def load_teacher(path: str | Path) -> torch.nn.Module:
+    """A frozen LesionCNN from a state dict (``skin_plugin/release/lesioncnn.pt``) or a run checkpoint."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    teacher = LesionCNN()
+    teacher.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    teacher.eval().requires_grad_(False)
+    return teacher.to(memory_format=torch.channels_last)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) on temperature-softened outputs, scaled by T^2 (Hinton et al. 2015)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), log_target=True,
+                    reduction="batchmean") * t * t
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -152,6 +173,7 @@ def train(cfg: TrainConfig) -> Path:
         (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    teacher = load_teacher(cfg.teacher) if cfg.teacher and cfg.distill_weight > 0 else None
     augment = BatchAugment(seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(y_train) // cfg.batch_size
@@ -184,6 +206,14 @@ def train(cfg: TrainConfig) -> Path:
                     loss = (lam * F.cross_entropy(out_logits, y, label_smoothing=cfg.label_smoothing)
                             + (1 - lam) * F.cross_entropy(out_logits, y[order],
                                                           label_smoothing=cfg.label_smoothing))
+                elif teacher is not None:
+                    out_logits = model(x)
+                    with torch.no_grad():
+                        target = teacher(x)
+                    loss = ((1 - cfg.distill_weight) * F.cross_entropy(out_logits, y,
+                                                                      label_smoothing=cfg.label_smoothing)
+                            + cfg.distill_weight * distillation_loss(out_logits, target,
+                                                                     cfg.distill_temperature))
                 else:
                     loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)

@@ -7,7 +7,8 @@ contain patient data (nor the file name: the caller has it as ``error.path``).
 DICOM files are recognised by the ``DICM`` prefix at offset 128, or, without a preamble, by a
 plausible first data element; plain photos by their JPEG/PNG/TIFF signature. JPEG Baseline frames
 take a fast path: the encapsulated JPEG stream goes to :func:`skin_plugin.decode.decode_image`, which
-decodes it at a reduced DCT scale (the stream's JFIF/Adobe markers drive the YCbCr->RGB conversion).
+decodes it at a reduced DCT scale with libjpeg-turbo (the stream's JFIF/Adobe markers drive the
+YCbCr->RGB conversion).
 Everything else is decoded by pydicom's decoders (pylibjpeg, pyjpegls, Pillow, native RLE), turned
 into RGB if needed and area-resized. Pixel counts are checked against ``MAX_IMAGE_PIXELS`` before
 any pixel is decoded.
@@ -22,6 +23,7 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
@@ -39,7 +41,14 @@ from pydicom.uid import (
     UncompressedTransferSyntaxes,
 )
 
-from skin_plugin.decode import MAX_IMAGE_PIXELS, ImageDecodeError, area_resize, decode_image
+from skin_plugin.decode import (
+    JPEG_SOI,
+    MAX_IMAGE_PIXELS,
+    ImageDecodeError,
+    area_resize,
+    decode_image,
+    decode_jpeg_fast,
+)
 from skin_plugin.dicom.records import DicomSourceInfo, element_int
 from skin_plugin.dicom.sop_classes import (
     ACCEPTED_TRANSFER_SYNTAXES,
@@ -166,6 +175,12 @@ def looks_like_dataset(data: bytes) -> bool:
 
 def read_photo_bytes(data: bytes) -> np.ndarray:
     """A JPEG/PNG/TIFF photo -> model-size uint8 RGB."""
+    if data.startswith(JPEG_SOI):
+        try:
+            if (fast := decode_jpeg_fast(data)) is not None:
+                return fast
+        except ImageDecodeError as exc:  # only the pixel limit is raised here
+            raise ImageTooLargeError(str(exc)) from exc
     try:
         image = Image.open(BytesIO(data), formats=PHOTO_FORMATS)
         w, h = image.size
@@ -331,9 +346,10 @@ def _decode_frames(ds: Dataset, transfer_syntax: str, info: DicomSourceInfo) -> 
 
 
 def _decode_jpeg_baseline(ds: Dataset, info: DicomSourceInfo, frames: int) -> list[np.ndarray] | None:
-    """Fast path: each encapsulated JPEG stream decoded by PIL at a reduced DCT scale.
+    """Fast path: each encapsulated JPEG stream decoded at a reduced DCT scale (libjpeg-turbo, or PIL
+    for streams it does not take).
 
-    None when the streams carry no colour-space marker but the header says RGB (PIL would wrongly
+    None when the streams carry no colour-space marker but the header says RGB (libjpeg would wrongly
     convert from YCbCr): then pydicom's decoder, which honours the header, is used instead.
     """
     try:
@@ -342,22 +358,50 @@ def _decode_jpeg_baseline(ds: Dataset, info: DicomSourceInfo, frames: int) -> li
         raise UnreadableImageError(f"malformed encapsulated pixel data ({type(exc).__name__})") from exc
     if len(streams) < frames:
         raise TruncatedFileError(f"encapsulated pixel data holds {len(streams)} of {frames} frames")
+    header_rgb = info.photometric_interpretation.upper() == "RGB"
     arrays = []
     for stream in streams:
-        try:
-            image = Image.open(BytesIO(stream), formats=("JPEG",))
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt streams
-            raise UnreadableImageError(f"unreadable JPEG frame ({type(exc).__name__})") from exc
-        if image.size != (info.columns, info.rows) or image.mode != "RGB":
-            raise UnreadableImageError(f"JPEG frame of {image.size[0]}x{image.size[1]} {image.mode} does not "
-                                       f"match the header ({info.columns}x{info.rows}, 3 samples)")
-        if info.photometric_interpretation.upper() == "RGB" and not {"jfif", "adobe"} & image.info.keys():
+        stream = bytes(stream)
+        width, height, colours = _jpeg_frame_header(stream)
+        if (width, height) != (info.columns, info.rows) or colours != 3:
+            raise UnreadableImageError(f"JPEG frame of {width}x{height} with {colours} colour component(s) "
+                                       f"does not match the header ({info.columns}x{info.rows}, 3 samples)")
+        if header_rgb and not jpeg_colour_markers(stream):
             return None
         try:
-            arrays.append(decode_image(image))
+            arrays.append(decode_image(stream))
         except ImageDecodeError as exc:
             raise _photo_error(exc) from exc
     return arrays
+
+
+def _jpeg_frame_header(stream: bytes) -> tuple[int, int, int]:
+    """(width, height, components) of a JPEG stream; UnreadableImageError if it has no frame header."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(stream)
+        return width, height, 1 if colorspace == "Gray" else 4 if colorspace in ("CMYK", "YCCK") else 3
+    except ValueError:
+        pass  # e.g. a subsampling libjpeg-turbo's header API does not name: ask PIL
+    try:
+        image = Image.open(BytesIO(stream), formats=("JPEG",))
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt streams
+        raise UnreadableImageError(f"unreadable JPEG frame ({type(exc).__name__})") from exc
+    return image.size[0], image.size[1], len(image.getbands())
+
+
+def jpeg_colour_markers(stream: bytes) -> set[str]:
+    """Which of the JFIF (APP0) and Adobe (APP14) segments, that fix a JPEG's colour space, it has."""
+    found, pos = set(), 2
+    while pos + 4 <= len(stream) and stream[pos] == 0xFF:
+        marker, length = stream[pos + 1], int.from_bytes(stream[pos + 2:pos + 4], "big")
+        if marker == 0xDA or length < 2:  # start of scan: no more header segments
+            break
+        if marker == 0xE0 and stream[pos + 4:pos + 9] == b"JFIF\x00":
+            found.add("jfif")
+        elif marker == 0xEE and stream[pos + 4:pos + 9] == b"Adobe":
+            found.add("adobe")
+        pos += 2 + length
+    return found
 
 
 def _to_model_size(array: np.ndarray, meta: dict) -> np.ndarray:
