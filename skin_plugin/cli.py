@@ -23,7 +23,7 @@ err = Console(stderr=True)
 
 ModelOption = Annotated[Path, typer.Option("--model", help="Release directory or its model.json.")]
 BackendOption = Annotated[str, typer.Option(help="openvino (IR, default) or torch (research).")]
-PrecisionOption = Annotated[str, typer.Option(help="fp32 (default) or int8 (torch: fp32 only).")]
+PrecisionOption = Annotated[str, typer.Option(help="int8 (default) or fp32 (torch: fp32 only).")]
 DeviceOption = Annotated[str, typer.Option(help="OpenVINO device: CPU, NPU, GPU, AUTO, AUTO:NPU,CPU.")]
 StreamsOption = Annotated[int | None, typer.Option(help="OpenVINO inference streams (default: by hint).")]
 ThreadsOption = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]

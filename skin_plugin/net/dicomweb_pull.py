@@ -42,10 +42,10 @@ def pull_new_instances(url: str, folder: Path, store: Any, *, since: str | None 
     """Retrieve the photographic instances not yet scored by the serving model into ``folder``."""
     from dicomweb_client.api import DICOMwebClient
 
-    from skin_plugin.ir_manifest import IRManifest
+    from skin_plugin.ir_manifest import DEFAULT_PRECISION, IRManifest
 
     settings = store.settings
-    sha = IRManifest.load().weights_sha256(precision or (settings.precision if settings else "fp32"))
+    sha = IRManifest.load().weights_sha256(precision or (settings.precision if settings else DEFAULT_PRECISION))
     client = DICOMwebClient(url=url.rstrip("/"))
     instances = find_instances(client, since, modality)
     done = store.scored_sops(sha, [i["sop"] for i in instances])
