@@ -33,21 +33,23 @@ def model_identity(classifier: object) -> ModelIdentity:
                          release.manifest["weights"]["sha256"])
 
 
-def make_classifier(backend: str = "openvino", precision: str = DEFAULT_PRECISION, device: str = "CPU",
+def make_classifier(backend: str = "openvino", precision: str | None = None, device: str = "CPU",
                     model: Path | None = None, streams: int | None = None,
                     threads: int | None = None) -> Classifier:
     """``model`` is an IR directory (openvino) or a release directory (torch); None = shipped one.
 
+    ``precision`` None is the backend's default (openvino: ``DEFAULT_PRECISION``; torch: fp32).
     ``streams`` and ``threads`` set OpenVINO's NUM_STREAMS and INFERENCE_NUM_THREADS (torch: threads).
     """
     if backend == "openvino":
         from skin_plugin.ir_manifest import IR_DIR, IRManifest
         from skin_plugin.openvino_classifier import OpenVINOClassifier
 
-        return OpenVINOClassifier(IRManifest.load(model or IR_DIR), precision=precision, device=device,
+        return OpenVINOClassifier(IRManifest.load(model or IR_DIR), precision=precision or DEFAULT_PRECISION,
+                                  device=device,
                                   streams=streams, threads=threads)
     if backend == "torch":
-        if precision != "fp32":
+        if precision not in (None, "fp32"):
             raise ValueError("the torch backend runs FP32 only; use --precision fp32")
         from skin_plugin.release import RELEASE_DIR, ModelRelease
         from skin_plugin.torch_classifier import TorchClassifier

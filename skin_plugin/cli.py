@@ -23,7 +23,8 @@ err = Console(stderr=True)
 
 ModelOption = Annotated[Path, typer.Option("--model", help="Release directory or its model.json.")]
 BackendOption = Annotated[str, typer.Option(help="openvino (IR, default) or torch (research).")]
-PrecisionOption = Annotated[str, typer.Option(help="int8 (default) or fp32 (torch: fp32 only).")]
+PrecisionOption = Annotated[str | None, typer.Option(
+    help=f"int8 or fp32 (default: {DEFAULT_PRECISION} for openvino; the torch backend runs fp32 only).")]
 DeviceOption = Annotated[str, typer.Option(help="OpenVINO device: CPU, NPU, GPU, AUTO, AUTO:NPU,CPU.")]
 StreamsOption = Annotated[int | None, typer.Option(help="OpenVINO inference streams (default: by hint).")]
 ThreadsOption = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
@@ -101,7 +102,7 @@ def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format me
                  images: Annotated[Path, typer.Option(help="Folder of <image_id>.jpg files.")],
                  json_out: Annotated[Path, typer.Option("--json", help="Metrics JSON to write.")],
                  model: ServingModelOption = None,
-                 backend: BackendOption = "openvino", precision: PrecisionOption = DEFAULT_PRECISION,
+                 backend: BackendOption = "openvino", precision: PrecisionOption = None,
                  device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
                  split_file: Annotated[Path | None, typer.Option(help="split.csv to filter by.")] = None,
                  split: Annotated[str | None, typer.Option(help="Split to keep (train/val/test).")] = None,
@@ -158,7 +159,7 @@ def bench(json_out: Annotated[Path | None, typer.Option("--json", help="Write th
         json_out.write_text(json.dumps(result, indent=1))
 
 
-def _classifier(backend: str, precision: str, device: str, model: Path | None,
+def _classifier(backend: str, precision: str | None, device: str, model: Path | None,
                 streams: int | None = None, threads: int | None = None):
     from skin_plugin.classifier import make_classifier
     from skin_plugin.openvino_classifier import DeviceNotAvailableError
@@ -198,7 +199,7 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
           in_process: Annotated[bool, typer.Option(
               "--in-process", help="Score in this process, without a queue.")] = False,
           model: ServingModelOption = None,
-          backend: BackendOption = "openvino", precision: PrecisionOption = DEFAULT_PRECISION,
+          backend: BackendOption = "openvino", precision: PrecisionOption = None,
           device: DeviceOption = "CPU", streams: StreamsOption = None, threads: ThreadsOption = None,
           json_out: Annotated[Path | None, typer.Option("--json", help="Write predictions JSON.")] = None,
           ) -> None:

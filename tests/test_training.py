@@ -78,3 +78,21 @@ def test_evaluate_cli_on_any_labelled_folder(smoke_release, small_ham, tmp_path)
     assert report["n_images"] == 7 * PER_CLASS
     assert set(report["per_class"]["mel"]) >= {"sensitivity", "specificity", "precision", "f1", "support"}
     assert out.with_suffix(".confusion.png").exists()
+
+
+def test_distillation_from_a_teacher(smoke_release, small_ham, tmp_path):
+    """A student trained against the smoke release's weights; the model card says how it was trained."""
+    import torch
+
+    from training.train import distillation_loss
+
+    logits = torch.randn(4, 7)
+    assert float(distillation_loss(logits, logits, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(logits, -logits, 2.0)) > 0.1
+    cfg = TrainConfig(data_dir=str(small_ham), out_dir=str(tmp_path), cache_dir=str(smoke_release / "cache"),
+                      max_epochs=1, max_batches_per_epoch=2, batch_size=16, warmup_epochs=1,
+                      teacher=str(smoke_release / "lesioncnn.pt"), distill_weight=0.7)
+    train(cfg)
+    package_release(tmp_path, tmp_path, small_ham, bootstrap=0)
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "Knowledge distillation" in card and "0.7 · KL" in card

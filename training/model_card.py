@@ -87,6 +87,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         f"  the epoch with the best validation balanced accuracy are kept (epoch {tr['best_epoch']}).",
         f"- Ran {len(history)} epochs in {history[-1]['minutes']:.1f} min on this machine's CPU "
         f"({tr['threads']} threads), validation included.",
+        *_distillation_lines(tr),
         "- Class imbalance (nv is 67%): **square-root class-balanced sampling** (a class-c image is",
         f"  drawn with weight n_c^-{tr['sampling_power']}), plain unweighted loss. Full inverse-frequency",
         "  weighting was avoided: it buys rare-class recall with a large loss of nv recall and accuracy.",
@@ -151,3 +152,14 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _distillation_lines(tr: dict) -> list[str]:
+    """Knowledge distillation, if the run used a teacher (``skin-plugin train --teacher``)."""
+    if not tr.get("teacher") or not tr.get("distill_weight"):
+        return []
+    return [f"- Knowledge distillation from a previously trained LesionCNN of the same size and split "
+            f"(`{Path(tr['teacher']).name}`, trained on the training split only):",
+            f"  loss = {1 - tr['distill_weight']:.1f} · cross-entropy + {tr['distill_weight']:.1f} · "
+            f"KL to the teacher's outputs at temperature {tr['distill_temperature']:g}, on the same "
+            "augmented batches."]

@@ -103,7 +103,7 @@ def status_command(batch: Annotated[str | None, typer.Argument(help="Batch id (d
 
 
 def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: int | None, queue: str,
-                 chunk_size: int, precision: str, device: str, wait: bool) -> tuple[list, object | None]:
+                 chunk_size: int, precision: str | None, device: str, wait: bool) -> tuple[list, object | None]:
     """Run ``score`` through the queue: an existing broker, or an embedded Redis + workers.
 
     Returns (results, summary) when waiting, else ([], None) after printing the batch id.
@@ -113,7 +113,8 @@ def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: i
     from workers.embedded import embedded_cluster
     from workers.finalize import batch_results
 
-    settings = replace(WorkerSettings.from_env(), precision=precision, device=device, chunk_size=chunk_size)
+    env = WorkerSettings.from_env()
+    settings = replace(env, precision=precision or env.precision, device=device, chunk_size=chunk_size)
     broker = broker or os.environ.get("SKIN_BROKER_URL")
 
     def run(s: WorkerSettings) -> tuple[list, object | None]:
