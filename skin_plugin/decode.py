@@ -107,15 +107,6 @@ def decode_jpeg_fast(stream: bytes) -> np.ndarray | None:
     return area_resize(rgb)
 
 
-def _read(source: str | Path | BinaryIO) -> bytes:
-    try:
-        if isinstance(source, str | Path):
-            return Path(source).read_bytes()
-        return source.read()
-    except OSError as exc:
-        raise ImageDecodeError(f"unreadable image: {exc}") from exc
-
-
 def decode_image(source: str | Path | BinaryIO | bytes | Image.Image) -> np.ndarray:
     """Any PIL-readable photo (path, file object, bytes or open image) -> uint8 (INPUT_HEIGHT, INPUT_WIDTH, 3)."""
     if not isinstance(source, Image.Image):
