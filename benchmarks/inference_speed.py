@@ -146,16 +146,19 @@ def default_rows(seconds: float = 4.0) -> list[RowSpec]:
 
 
 def ratios(rows: list[dict]) -> dict[str, float]:
-    def ips(name: str, backend: str, precision: str, mode: str) -> float:
-        return next(r["images_per_s"] for r in rows if (r["name"], r["backend"], r["precision"], r["mode"])
+    """Speed-ups from images/s (mean time) per mode, and in latency mode also from the median
+    latency, which a few stalled calls on a shared machine do not move."""
+    def row(name: str, backend: str, precision: str, mode: str) -> dict:
+        return next(r for r in rows if (r["name"], r["backend"], r["precision"], r["mode"])
                     == (name, backend, precision, mode))
 
+    pairs = {"lesioncnn_ov_int8_vs_torch": (("lesioncnn", "openvino", "int8"), ("lesioncnn", "torch", "fp32")),
+             "lesioncnn_vs_resnet50_ov_fp32": (("lesioncnn", "openvino", "fp32"), ("resnet50", "openvino", "fp32"))}
     out = {}
-    for mode in ("latency", "throughput"):
-        out[f"lesioncnn_ov_int8_vs_torch_{mode}"] = (ips("lesioncnn", "openvino", "int8", mode)
-                                                     / ips("lesioncnn", "torch", "fp32", mode))
-        out[f"lesioncnn_vs_resnet50_ov_fp32_{mode}"] = (ips("lesioncnn", "openvino", "fp32", mode)
-                                                        / ips("resnet50", "openvino", "fp32", mode))
+    for key, (fast, slow) in pairs.items():
+        for mode in ("latency", "throughput"):
+            out[f"{key}_{mode}"] = row(*fast, mode)["images_per_s"] / row(*slow, mode)["images_per_s"]
+        out[f"{key}_latency_p50"] = row(*slow, "latency")["p50_ms"] / row(*fast, "latency")["p50_ms"]
     return out
 
 
