@@ -41,17 +41,12 @@ def _images(n: int) -> np.ndarray:
 
 
 def _torch_model(name: str):
-    import torch
-
-    from skin_plugin.networks import LesionCNN, resnet50_baseline
+    from skin_plugin.networks import load_lesioncnn, resnet50_baseline
     from skin_plugin.release import ModelRelease
 
     if name == "lesioncnn":
-        model = LesionCNN()
-        model.load_state_dict(torch.load(ModelRelease.load().weights_path, weights_only=True))
-    else:
-        model = resnet50_baseline()
-    return model.eval()
+        return load_lesioncnn(ModelRelease.load().weights_path)
+    return resnet50_baseline().eval()
 
 
 def _ov_runner(spec: RowSpec):

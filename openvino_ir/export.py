@@ -29,11 +29,9 @@ def convert_fp32(release: ModelRelease):  # -> openvino.Model
     import openvino as ov
     import torch
 
-    from skin_plugin.networks import LesionCNN
+    from skin_plugin.networks import load_lesioncnn
 
-    model = LesionCNN()
-    model.load_state_dict(torch.load(release.weights_path, map_location="cpu", weights_only=True))
-    model.eval()
+    model = load_lesioncnn(release.weights_path)
     example = torch.zeros(1, INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH)
     ov_model = ov.convert_model(model, example_input=example,
                                 input=[(-1, INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH)])

@@ -9,6 +9,7 @@ stages, where each weight costs few multiply-accumulates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -107,6 +108,15 @@ class LesionCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x)).flatten(1)
         return self.classifier(self.dropout(x))
+
+
+def load_lesioncnn(path: str | Path) -> LesionCNN:
+    """LesionCNN in eval mode with the weights in ``path``: a release's state dict
+    (``skin_plugin/release/lesioncnn.pt``) or a training checkpoint (``{"state_dict": ...}``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = LesionCNN()
+    model.load_state_dict(state.get("state_dict", state))
+    return model.eval()
 
 
 def resnet50_baseline(num_classes: int = NUM_CLASSES) -> nn.Module:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from skin_plugin.calibration import Calibration
-from skin_plugin.networks import LesionCNN
+from skin_plugin.networks import load_lesioncnn
 from skin_plugin.prediction import Prediction
 from skin_plugin.release import ModelRelease
 from skin_plugin.transforms import normalize_batch
@@ -21,9 +21,7 @@ class TorchClassifier:
         release.verify()
         self.release = release
         self.calibration: Calibration = release.calibration
-        self.model = LesionCNN()
-        self.model.load_state_dict(torch.load(release.weights_path, map_location="cpu", weights_only=True))
-        self.model.eval().to(memory_format=torch.channels_last)
+        self.model = load_lesioncnn(release.weights_path).to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256,

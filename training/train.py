@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
-from skin_plugin.networks import LesionCNN
+from skin_plugin.networks import LesionCNN, load_lesioncnn
 from skin_plugin.transforms import BatchAugment, normalize_batch
 from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
 from training.metrics import balanced_accuracy
@@ -101,11 +101,7 @@ def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.T
 
 def load_teacher(path: str | Path) -> torch.nn.Module:
     """A frozen LesionCNN from a state dict (``skin_plugin/release/lesioncnn.pt``) or a run checkpoint."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    teacher = LesionCNN()
-    teacher.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-    teacher.eval().requires_grad_(False)
-    return teacher.to(memory_format=torch.channels_last)
+    return load_lesioncnn(path).requires_grad_(False).to(memory_format=torch.channels_last)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
