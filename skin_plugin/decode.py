@@ -46,7 +46,9 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
 
 @lru_cache(maxsize=64)
 def _inverse_areas(h: int, w: int, height: int, width: int) -> np.ndarray:
-    rows, cols = (np.diff(np.stack(_windows(n, m)), axis=0)[0] for n, m in ((h, height), (w, width)))
+    """1 / (window height x window width) per output pixel, repeated over the 3 channels."""
+    (r0, r1), (c0, c1) = _windows(h, height), _windows(w, width)
+    rows, cols = r1 - r0, c1 - c0
     return np.ascontiguousarray(np.broadcast_to(
         (1.0 / (rows[:, None] * cols[None, :])).astype(np.float32)[..., None], (height, width, 3)))
 
