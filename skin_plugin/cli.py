@@ -65,6 +65,10 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           teacher: Annotated[Path | None, typer.Option(
               help="Distil from these LesionCNN weights (e.g. skin_plugin/release/lesioncnn.pt).")] = None,
           distill_weight: Annotated[float, typer.Option(help="Share of the loss on the teacher.")] = 0.7,
+          activation: Annotated[str, typer.Option(help="LesionCNN nonlinearity: relu or silu.")] = "relu",
+          select_on: Annotated[str, typer.Option(
+              help="Checkpoint kept: best validation balanced_accuracy, or calibrated (shipped rule).")
+          ] = "balanced_accuracy",
           threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:
@@ -78,7 +82,8 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
     cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(out), seed=seed, max_epochs=epochs,
                       patience=patience, max_minutes=max_minutes, max_batches_per_epoch=max_batches_per_epoch,
                       sampling_power=sampling_power, dropout=dropout, cutmix_prob=cutmix_prob, threads=threads,
-                      teacher=str(teacher or ""), distill_weight=distill_weight if teacher else 0.0)
+                      teacher=str(teacher or ""), distill_weight=distill_weight if teacher else 0.0,
+                      activation=activation, select_on=select_on)
     run_training(cfg)
     if package:
         package_release(out, out, data_dir)

@@ -35,30 +35,33 @@ LESIONCNN_STAGES: tuple[StageSpec, ...] = (
 )
 STEM_CHANNELS = 16
 HEAD_CHANNELS = 512
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
+DEFAULT_ACTIVATION = "relu"
 
 
 def _conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-                 act: bool = True) -> nn.Sequential:
+                 act: str | None = DEFAULT_ACTIVATION) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
     ]
     if act:
-        layers.append(nn.ReLU(inplace=True))
+        layers.append(ACTIVATIONS[act](inplace=True))
     return nn.Sequential(*layers)
 
 
 class InvertedResidual(nn.Module):
     """Pointwise expansion, 3x3 depthwise, linear pointwise projection; residual when shapes match."""
 
-    def __init__(self, cin: int, cout: int, expansion: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, expansion: int, stride: int,
+                 activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
         hidden = cin * expansion
         self.use_residual = stride == 1 and cin == cout
         self.block = nn.Sequential(
-            _conv_bn_act(cin, hidden),
-            _conv_bn_act(hidden, hidden, kernel=3, stride=stride, groups=hidden),
-            _conv_bn_act(hidden, cout, act=False),
+            _conv_bn_act(cin, hidden, act=activation),
+            _conv_bn_act(hidden, hidden, kernel=3, stride=stride, groups=hidden, act=activation),
+            _conv_bn_act(hidden, cout, act=None),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,20 +73,22 @@ class LesionCNN(nn.Module):
     """Lightweight 7-class dermoscopy classifier (<= 0.70M parameters, <= 30.1M MACs at 120x160)."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2,
-                 stages: tuple[StageSpec, ...] = LESIONCNN_STAGES) -> None:
+                 stages: tuple[StageSpec, ...] = LESIONCNN_STAGES,
+                 activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            _conv_bn_act(INPUT_CHANNELS, STEM_CHANNELS, kernel=3, stride=2),
+            _conv_bn_act(INPUT_CHANNELS, STEM_CHANNELS, kernel=3, stride=2, act=activation),
             # Second 2x reduction kept cheap: depthwise then pointwise, no expansion.
-            _conv_bn_act(STEM_CHANNELS, STEM_CHANNELS, kernel=3, stride=2, groups=STEM_CHANNELS),
+            _conv_bn_act(STEM_CHANNELS, STEM_CHANNELS, kernel=3, stride=2, groups=STEM_CHANNELS,
+                         act=activation),
         ]
         cin = STEM_CHANNELS
         for spec in stages:
             for i in range(spec.blocks):
                 layers.append(InvertedResidual(cin, spec.channels, spec.expansion,
-                                               spec.stride if i == 0 else 1))
+                                               spec.stride if i == 0 else 1, activation))
                 cin = spec.channels
-        layers.append(_conv_bn_act(cin, HEAD_CHANNELS))
+        layers.append(_conv_bn_act(cin, HEAD_CHANNELS, act=activation))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -114,7 +119,8 @@ def load_lesioncnn(path: str | Path) -> LesionCNN:
     """LesionCNN in eval mode with the weights in ``path``: a release's state dict
     (``skin_plugin/release/lesioncnn.pt``) or a training checkpoint (``{"state_dict": ...}``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = LesionCNN()
+    activation = state.get("config", {}).get("activation", DEFAULT_ACTIVATION)
+    model = LesionCNN(activation=activation)
     model.load_state_dict(state.get("state_dict", state))
     return model.eval()
 

@@ -4,7 +4,7 @@ import torch
 
 from skin_plugin.complexity import count_complexity
 from skin_plugin.constants import INPUT_HEIGHT, INPUT_WIDTH, NUM_CLASSES
-from skin_plugin.networks import LesionCNN, resnet50_baseline
+from skin_plugin.networks import ACTIVATIONS, LesionCNN, load_lesioncnn, resnet50_baseline
 
 MAX_PARAMS = 700_000
 MAX_MACS = 30_100_000
@@ -35,3 +35,23 @@ def test_resnet50_baseline_is_the_papers_heavy_model():
     c = count_complexity(resnet50_baseline(), (3, 224, 224))
     assert 23_000_000 < c.params < 24_000_000  # paper: 23.9M
     assert 3.9e9 < c.macs < 4.2e9  # paper: 4.00G at 224x224
+
+
+def test_every_activation_keeps_the_budget():
+    """The nonlinearity has no weights: each choice has the same parameters and MACs."""
+    counts = {name: count_complexity(LesionCNN(activation=name)) for name in ACTIVATIONS}
+    assert len({(c.params, c.macs) for c in counts.values()}) == 1
+    model = LesionCNN(activation="silu")
+    assert any(isinstance(m, torch.nn.SiLU) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.ReLU) for m in model.modules())
+
+
+def test_loader_builds_the_checkpoints_activation(tmp_path):
+    """A training checkpoint records its activation; the loader rebuilds the same network."""
+    trained = LesionCNN(activation="silu").eval()
+    path = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": trained.state_dict(), "config": {"activation": "silu"}}, path)
+    loaded = load_lesioncnn(path)
+    x = torch.randn(2, 3, INPUT_HEIGHT, INPUT_WIDTH)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trained(x))

@@ -96,3 +96,19 @@ def test_distillation_from_a_teacher(smoke_release, small_ham, tmp_path):
     package_release(tmp_path, tmp_path, small_ham, bootstrap=0)
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "Knowledge distillation" in card and "0.7 · KL" in card
+
+
+def test_checkpoint_kept_on_the_calibrated_score(smoke_release, small_ham, tmp_path):
+    """select_on="calibrated" keeps the epoch whose shipped decision rule scores best on validation."""
+    import torch
+
+    cfg = TrainConfig(data_dir=str(small_ham), out_dir=str(tmp_path), cache_dir=str(smoke_release / "cache"),
+                      max_epochs=3, max_batches_per_epoch=2, batch_size=16, warmup_epochs=1,
+                      activation="silu", select_on="calibrated")
+    ckpt = torch.load(train(cfg), map_location="cpu", weights_only=True)
+    scores = [row["val_score"] for row in cfg.history]
+    assert ckpt["epoch"] == 1 + scores.index(max(scores))
+    for row in cfg.history:
+        assert row["val_score"] == pytest.approx(
+            0.5 * (row["val_cal_accuracy"] + row["val_cal_balanced_accuracy"]))
+    assert ckpt["config"]["activation"] == "silu"

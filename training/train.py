@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
-from skin_plugin.networks import LesionCNN, load_lesioncnn
+from skin_plugin.networks import DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
 from skin_plugin.transforms import BatchAugment, normalize_batch
+from training.calibrate import fit_calibration
 from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
 from training.metrics import balanced_accuracy
 
@@ -53,6 +54,12 @@ class TrainConfig:
     distill_weight: float = 0.0
     """Share of the loss given to matching the teacher's softened outputs (the rest: cross-entropy)."""
     distill_temperature: float = 2.0
+    activation: str = DEFAULT_ACTIVATION
+    """LesionCNN's nonlinearity: "relu" or "silu"."""
+    select_on: str = "balanced_accuracy"
+    """Checkpoint kept: best validation "balanced_accuracy" of the raw argmax, or best "calibrated"
+    score (mean of accuracy and balanced accuracy under the decision rule fitted on validation,
+    the rule that ships)."""
     threads: int = 2
     history: list[dict] = field(default_factory=list)
 
@@ -111,6 +118,15 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
                     reduction="batchmean") * t * t
 
 
+def _calibrated_scores(logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray) -> dict:
+    """Validation accuracy, balanced accuracy and their mean under the calibrated decision rule."""
+    cal = fit_calibration(logits, labels, log_prior)
+    pred = cal.decide(cal.probabilities(logits))
+    acc, bal = float(np.mean(pred == labels)), balanced_accuracy(labels, pred)
+    return {"val_cal_accuracy": acc, "val_cal_balanced_accuracy": bal, "val_score": 0.5 * (acc + bal),
+            "val_decision_weight": cal.decision_weight}
+
+
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -162,7 +178,8 @@ def train(cfg: TrainConfig) -> Path:
     console.print(f"train {len(y_train)} / val {len(y_val)} images; train counts "
                   + ", ".join(f"{c}={int(n)}" for c, n in zip(CLASS_CODES, counts)))
 
-    model = LesionCNN(dropout=cfg.dropout).to(memory_format=torch.channels_last)
+    log_prior = np.log((counts / counts.sum()).numpy())
+    model = LesionCNN(dropout=cfg.dropout, activation=cfg.activation).to(memory_format=torch.channels_last)
     ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
     decay, no_decay = [], []
     for p in model.parameters():
@@ -224,15 +241,18 @@ def train(cfg: TrainConfig) -> Path:
                    "val_loss": float(F.cross_entropy(logits, y_val)),
                    "val_accuracy": float((pred == y_val).float().mean()),
                    "val_balanced_accuracy": balanced_accuracy(y_val.numpy(), pred.numpy()),
+                   **_calibrated_scores(logits.numpy(), y_val.numpy(), log_prior),
                    "minutes": (time.monotonic() - start) / 60}
             cfg.history.append(row)
-            if row["val_balanced_accuracy"] > best:
-                best, best_epoch = row["val_balanced_accuracy"], epoch
+            score = row["val_score"] if cfg.select_on == "calibrated" else row["val_balanced_accuracy"]
+            if score > best:
+                best, best_epoch = score, epoch
                 torch.save({"state_dict": ema.module.state_dict(), "epoch": epoch,
                             "config": {k: v for k, v in asdict(cfg).items() if k != "history"}}, ckpt_path)
             progress.update(task, advance=1, info=(
                 f"loss {row['train_loss']:.3f} val acc {row['val_accuracy']:.3f} "
-                f"bal {row['val_balanced_accuracy']:.3f} (best {best:.3f} @ {best_epoch})"))
+                f"bal {row['val_balanced_accuracy']:.3f} calibrated {row['val_cal_accuracy']:.3f}/"
+                f"{row['val_cal_balanced_accuracy']:.3f} (best {best:.3f} @ {best_epoch})"))
             (out / "history.json").write_text(json.dumps(cfg.history, indent=1))
             plot_curves(cfg.history, out / "training_curves.png")
             if epoch - best_epoch >= cfg.patience:
@@ -241,5 +261,5 @@ def train(cfg: TrainConfig) -> Path:
             if row["minutes"] >= cfg.max_minutes:
                 console.print(f"time budget of {cfg.max_minutes} min reached")
                 break
-    console.print(f"best validation balanced accuracy {best:.4f} at epoch {best_epoch}; saved {ckpt_path}")
+    console.print(f"best validation {cfg.select_on} {best:.4f} at epoch {best_epoch}; saved {ckpt_path}")
     return ckpt_path
