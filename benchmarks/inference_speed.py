@@ -45,7 +45,8 @@ def _torch_model(name: str):
     from skin_plugin.release import ModelRelease
 
     if name == "lesioncnn":
-        return load_lesioncnn(ModelRelease.load().weights_path)
+        release = ModelRelease.load()
+        return load_lesioncnn(release.weights_path, release.activation)
     return resnet50_baseline().eval()
 
 

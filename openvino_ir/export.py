@@ -31,7 +31,7 @@ def convert_fp32(release: ModelRelease):  # -> openvino.Model
 
     from skin_plugin.networks import load_lesioncnn
 
-    model = load_lesioncnn(release.weights_path)
+    model = load_lesioncnn(release.weights_path, release.activation)
     example = torch.zeros(1, INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH)
     ov_model = ov.convert_model(model, example_input=example,
                                 input=[(-1, INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH)])

@@ -115,11 +115,12 @@ class LesionCNN(nn.Module):
         return self.classifier(self.dropout(x))
 
 
-def load_lesioncnn(path: str | Path) -> LesionCNN:
+def load_lesioncnn(path: str | Path, activation: str | None = None) -> LesionCNN:
     """LesionCNN in eval mode with the weights in ``path``: a release's state dict
-    (``skin_plugin/release/lesioncnn.pt``) or a training checkpoint (``{"state_dict": ...}``)."""
+    (``skin_plugin/release/lesioncnn.pt``; pass the release's ``activation``) or a training
+    checkpoint (``{"state_dict": ..., "config": {"activation": ...}}``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    activation = state.get("config", {}).get("activation", DEFAULT_ACTIVATION)
+    activation = activation or state.get("config", {}).get("activation", DEFAULT_ACTIVATION)
     model = LesionCNN(activation=activation)
     model.load_state_dict(state.get("state_dict", state))
     return model.eval()

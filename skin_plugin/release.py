@@ -59,6 +59,11 @@ class ModelRelease:
         return self.directory / self.manifest["weights"]["file"]
 
     @property
+    def activation(self) -> str:
+        """LesionCNN's nonlinearity (releases older than the field used ReLU)."""
+        return str(self.manifest.get("activation", "relu"))
+
+    @property
     def calibration(self) -> Calibration:
         return Calibration.from_dict(self.manifest["calibration"])
 

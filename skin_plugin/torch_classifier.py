@@ -21,7 +21,8 @@ class TorchClassifier:
         release.verify()
         self.release = release
         self.calibration: Calibration = release.calibration
-        self.model = load_lesioncnn(release.weights_path).to(memory_format=torch.channels_last)
+        self.model = load_lesioncnn(release.weights_path, release.activation).to(
+            memory_format=torch.channels_last)
 
     @torch.no_grad()
     def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256,

@@ -112,3 +112,11 @@ def test_checkpoint_kept_on_the_calibrated_score(smoke_release, small_ham, tmp_p
         assert row["val_score"] == pytest.approx(
             0.5 * (row["val_cal_accuracy"] + row["val_cal_balanced_accuracy"]))
     assert ckpt["config"]["activation"] == "silu"
+    package_release(tmp_path, tmp_path, small_ham, bootstrap=0)
+    release = ModelRelease.load(tmp_path)
+    assert release.activation == "silu"
+    from skin_plugin.torch_classifier import TorchClassifier
+
+    assert any(isinstance(m, torch.nn.SiLU) for m in TorchClassifier(release).model.modules())
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "SiLU" in card and "under the calibrated decision rule are kept" in card

@@ -8,6 +8,12 @@ from pathlib import Path
 from skin_plugin.constants import CLASS_CODES, LESION_CLASSES
 from training.data import Record
 
+ACTIVATION_NAMES = {"relu": "ReLU", "silu": "SiLU (swish)"}
+SELECTION_NAMES = {
+    "balanced_accuracy": "validation balanced accuracy",
+    "calibrated": "validation mean of accuracy and balanced accuracy under the calibrated decision rule",
+}
+
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
@@ -45,7 +51,9 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "## Model",
         f"- Architecture: {manifest['architecture']}: 4x cheap downsampling (3x3 stride-2 conv, then a",
         "  stride-2 depthwise conv), then MobileNetV2-style inverted residual stages (24, 40, 80, 128",
-        "  channels at 30x40, 15x20, 8x10, 4x5), a 512-channel 1x1 head, global pooling and a linear layer.",
+        "  channels at 30x40, 15x20, 8x10, 4x5), a 512-channel 1x1 head, global pooling and a linear layer;",
+        f"  {ACTIVATION_NAMES[manifest.get('activation', 'relu')]} after every convolution but the "
+        "linear projections.",
         f"- Input: RGB {inp['height']}x{inp['width']} (height x width), {inp['resize_mode']} resize, "
         f"mean {inp['mean']}, std {inp['std']} on a 0..1 scale.",
         "- Why this input size: the HAM10000 frames are 4:3 (600x450), so a 4:3 input keeps the whole",
@@ -84,7 +92,8 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         f"  batch {tr['batch_size']}, {tr['warmup_epochs']} warm-up epochs then cosine decay over "
         f"{tr['max_epochs']} epochs, label smoothing {tr['label_smoothing']},",
         f"  dropout {tr['dropout']}, EMA of the weights (decay {tr['ema_decay']}); the EMA weights of",
-        f"  the epoch with the best validation balanced accuracy are kept (epoch {tr['best_epoch']}).",
+        f"  the epoch with the best {SELECTION_NAMES[tr.get('select_on', 'balanced_accuracy')]} are kept "
+        f"(epoch {tr['best_epoch']}).",
         f"- Ran {len(history)} epochs in {history[-1]['minutes']:.1f} min on this machine's CPU "
         f"({tr['threads']} threads), validation included.",
         *_distillation_lines(tr),

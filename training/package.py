@@ -65,6 +65,7 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         "name": MODEL_NAME,
         "version": MODEL_VERSION,
         "architecture": "LesionCNN (inverted residual CNN within the budget of arXiv 2505.21597)",
+        "activation": ckpt["config"].get("activation", "relu"),
         "classes": list(CLASS_CODES),
         "input": {"channels": INPUT_CHANNELS, "height": INPUT_HEIGHT, "width": INPUT_WIDTH,
                   "resize_mode": RESIZE_MODE, "mean": list(CHANNEL_MEAN), "std": list(CHANNEL_STD),

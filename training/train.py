@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
 from skin_plugin.networks import DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
+from skin_plugin.release import MANIFEST_NAME, ModelRelease
 from skin_plugin.transforms import BatchAugment, normalize_batch
 from training.calibrate import fit_calibration
 from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
@@ -107,8 +108,11 @@ def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.T
 
 
 def load_teacher(path: str | Path) -> torch.nn.Module:
-    """A frozen LesionCNN from a state dict (``skin_plugin/release/lesioncnn.pt``) or a run checkpoint."""
-    return load_lesioncnn(path).requires_grad_(False).to(memory_format=torch.channels_last)
+    """A frozen LesionCNN from a release's weights (``skin_plugin/release/lesioncnn.pt``, built with
+    the release's activation) or a run checkpoint."""
+    release_dir = Path(path).parent
+    activation = ModelRelease.load(release_dir).activation if (release_dir / MANIFEST_NAME).exists() else None
+    return load_lesioncnn(path, activation).requires_grad_(False).to(memory_format=torch.channels_last)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
