@@ -57,7 +57,7 @@ def info(model: ModelOption = RELEASE_DIR,
 @app.command()
 def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/lesioncnn"),
           data: Annotated[Path | None, typer.Option(help="HAM10000 folder (metadata.csv, images/).")] = None,
-          epochs: int = 100, patience: int = 40, max_minutes: float = 56.0, seed: int = 0,
+          epochs: int = 80, patience: int = 40, max_minutes: float = 60.0, seed: int = 0,
           max_batches_per_epoch: Annotated[int, typer.Option(help="Limit batches (smoke runs).")] = 0,
           sampling_power: Annotated[float, typer.Option(help="Class-balanced sampling power (0..1).")] = 0.5,
           dropout: float = 0.2,
@@ -65,10 +65,10 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           teacher: Annotated[Path | None, typer.Option(
               help="Distil from these LesionCNN weights (e.g. skin_plugin/release/lesioncnn.pt).")] = None,
           distill_weight: Annotated[float, typer.Option(help="Share of the loss on the teacher.")] = 0.7,
-          activation: Annotated[str, typer.Option(help="LesionCNN nonlinearity: relu or silu.")] = "relu",
+          activation: Annotated[str, typer.Option(help="LesionCNN nonlinearity: relu or silu.")] = "silu",
           select_on: Annotated[str, typer.Option(
               help="Checkpoint kept: best validation balanced_accuracy, or calibrated (shipped rule).")
-          ] = "balanced_accuracy",
+          ] = "calibrated",
           threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:

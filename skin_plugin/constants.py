@@ -59,4 +59,4 @@ CHANNEL_STD: tuple[float, float, float] = (0.1403, 0.1516, 0.1680)
 
 # --- Model identity ----------------------------------------------------------------------
 MODEL_NAME: str = "LesionCNN"
-MODEL_VERSION: str = "1.0.0"
+MODEL_VERSION: str = "1.1.0"

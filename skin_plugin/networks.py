@@ -36,7 +36,8 @@ LESIONCNN_STAGES: tuple[StageSpec, ...] = (
 STEM_CHANNELS = 16
 HEAD_CHANNELS = 512
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
-DEFAULT_ACTIVATION = "relu"
+DEFAULT_ACTIVATION = "silu"
+"""The shipped model's (1.1.0 on); checkpoints that predate the choice used "relu"."""
 
 
 def _conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
@@ -120,7 +121,9 @@ def load_lesioncnn(path: str | Path, activation: str | None = None) -> LesionCNN
     (``skin_plugin/release/lesioncnn.pt``; pass the release's ``activation``) or a training
     checkpoint (``{"state_dict": ..., "config": {"activation": ...}}``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    activation = activation or state.get("config", {}).get("activation", DEFAULT_ACTIVATION)
+    if activation is None:
+        config = state.get("config")
+        activation = DEFAULT_ACTIVATION if config is None else config.get("activation", "relu")
     model = LesionCNN(activation=activation)
     model.load_state_dict(state.get("state_dict", state))
     return model.eval()

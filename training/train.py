@@ -32,9 +32,9 @@ class TrainConfig:
     out_dir: str = "runs/lesioncnn"
     cache_dir: str = ".cache"
     seed: int = 0
-    max_epochs: int = 90
-    patience: int = 30
-    max_minutes: float = 55.0
+    max_epochs: int = 80
+    patience: int = 40
+    max_minutes: float = 60.0
     max_batches_per_epoch: int = 0
     """0 = a full epoch; a small number gives a smoke run."""
     batch_size: int = 64
@@ -57,7 +57,7 @@ class TrainConfig:
     distill_temperature: float = 2.0
     activation: str = DEFAULT_ACTIVATION
     """LesionCNN's nonlinearity: "relu" or "silu"."""
-    select_on: str = "balanced_accuracy"
+    select_on: str = "calibrated"
     """Checkpoint kept: best validation "balanced_accuracy" of the raw argmax, or best "calibrated"
     score (mean of accuracy and balanced accuracy under the decision rule fitted on validation,
     the rule that ships)."""
