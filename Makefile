@@ -35,7 +35,7 @@ test: $(STAMP) system-deps  ## Lint and run the whole test suite.
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-train: $(STAMP)  ## Train a new model into runs/lesioncnn (about 55 minutes on 2 cores).
+train: $(STAMP)  ## Train a new model into runs/lesioncnn (80 epochs; the model card gives the shipped run's time).
 	$(BIN)/skin-plugin train --out runs/lesioncnn
 
 release: $(STAMP)  ## Package runs/lesioncnn as the shipped release (calibration, metrics, model card).
