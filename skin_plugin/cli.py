@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from skin_plugin.constants import ACTIVATION
 from skin_plugin.dicom.convert import to_dicom_command
 from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.release import RELEASE_DIR
@@ -65,7 +66,7 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           teacher: Annotated[Path | None, typer.Option(
               help="Distil from these LesionCNN weights (e.g. skin_plugin/release/lesioncnn.pt).")] = None,
           distill_weight: Annotated[float, typer.Option(help="Share of the loss on the teacher.")] = 0.7,
-          activation: Annotated[str, typer.Option(help="LesionCNN nonlinearity: relu or silu.")] = "silu",
+          activation: Annotated[str, typer.Option(help="LesionCNN nonlinearity: relu or silu.")] = ACTIVATION,
           select_on: Annotated[str, typer.Option(
               help="Checkpoint kept: best validation balanced_accuracy, or calibrated (shipped rule).")
           ] = "calibrated",

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from skin_plugin.constants import INPUT_CHANNELS, NUM_CLASSES
+from skin_plugin.constants import ACTIVATION, INPUT_CHANNELS, LEGACY_ACTIVATION, NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ LESIONCNN_STAGES: tuple[StageSpec, ...] = (
 STEM_CHANNELS = 16
 HEAD_CHANNELS = 512
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
-DEFAULT_ACTIVATION = "silu"
-"""The shipped model's (1.1.0 on); checkpoints that predate the choice used "relu"."""
+DEFAULT_ACTIVATION = ACTIVATION
 
 
 def _conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
@@ -123,7 +122,7 @@ def load_lesioncnn(path: str | Path, activation: str | None = None) -> LesionCNN
     state = torch.load(path, map_location="cpu", weights_only=True)
     if activation is None:
         config = state.get("config")
-        activation = DEFAULT_ACTIVATION if config is None else config.get("activation", "relu")
+        activation = DEFAULT_ACTIVATION if config is None else config.get("activation", LEGACY_ACTIVATION)
     model = LesionCNN(activation=activation)
     model.load_state_dict(state.get("state_dict", state))
     return model.eval()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skin_plugin.calibration import Calibration
-from skin_plugin.constants import CLASS_CODES
+from skin_plugin.constants import CLASS_CODES, LEGACY_ACTIVATION
 
 RELEASE_DIR = Path(__file__).resolve().parent / "release"
 MANIFEST_NAME = "model.json"
@@ -61,7 +61,7 @@ class ModelRelease:
     @property
     def activation(self) -> str:
         """LesionCNN's nonlinearity (releases older than the field used ReLU)."""
-        return str(self.manifest.get("activation", "relu"))
+        return str(self.manifest.get("activation", LEGACY_ACTIVATION))
 
     @property
     def calibration(self) -> Calibration:

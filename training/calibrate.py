@@ -6,9 +6,15 @@ import numpy as np
 from scipy.optimize import minimize
 
 from skin_plugin.calibration import Calibration
+from skin_plugin.constants import NUM_CLASSES
 from training.metrics import balanced_accuracy
 
 DECISION_WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
+
+
+def log_class_prior(labels: np.ndarray) -> np.ndarray:
+    """Log class frequencies of ``labels`` (the training split), in class order."""
+    return np.log(np.bincount(labels, minlength=NUM_CLASSES) / len(labels))
 
 
 def fit_calibration(logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray) -> Calibration:

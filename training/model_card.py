@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from skin_plugin.constants import CLASS_CODES, LESION_CLASSES
+from skin_plugin.constants import CLASS_CODES, LEGACY_ACTIVATION, LESION_CLASSES
 from training.data import Record
 
 ACTIVATION_NAMES = {"relu": "ReLU", "silu": "SiLU (swish)"}
@@ -52,7 +52,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         f"- Architecture: {manifest['architecture']}: 4x cheap downsampling (3x3 stride-2 conv, then a",
         "  stride-2 depthwise conv), then MobileNetV2-style inverted residual stages (24, 40, 80, 128",
         "  channels at 30x40, 15x20, 8x10, 4x5), a 512-channel 1x1 head, global pooling and a linear layer;",
-        f"  {ACTIVATION_NAMES[manifest.get('activation', 'relu')]} after every convolution but the "
+        f"  {ACTIVATION_NAMES[manifest.get('activation', LEGACY_ACTIVATION)]} after every convolution but the "
         "linear projections.",
         f"- Input: RGB {inp['height']}x{inp['width']} (height x width), {inp['resize_mode']} resize, "
         f"mean {inp['mean']}, std {inp['std']} on a 0..1 scale.",

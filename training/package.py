@@ -18,6 +18,7 @@ from skin_plugin.constants import (
     INPUT_CHANNELS,
     INPUT_HEIGHT,
     INPUT_WIDTH,
+    LEGACY_ACTIVATION,
     MODEL_NAME,
     MODEL_VERSION,
     NUM_CLASSES,
@@ -25,7 +26,7 @@ from skin_plugin.constants import (
 )
 from skin_plugin.networks import LesionCNN, resnet50_baseline
 from skin_plugin.release import MANIFEST_NAME, WEIGHTS_NAME, ModelRelease, sha256_file
-from training.calibrate import fit_calibration
+from training.calibrate import fit_calibration, log_class_prior
 from training.data import DEFAULT_DATA_DIR, read_metadata, read_split
 from training.evaluate import evaluate, load_evaluation_set
 from training.model_card import write_model_card
@@ -58,14 +59,14 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
     split = read_split(split_file)
     records = read_metadata(data_dir / "metadata.csv")
     train_labels = np.array([r.label for r in records if split[r.image_id] == "train"])
-    log_prior = np.log(np.bincount(train_labels, minlength=NUM_CLASSES) / len(train_labels))
+    log_prior = log_class_prior(train_labels)
 
     complexity = _complexities()
     manifest = {
         "name": MODEL_NAME,
         "version": MODEL_VERSION,
         "architecture": "LesionCNN (inverted residual CNN within the budget of arXiv 2505.21597)",
-        "activation": ckpt["config"].get("activation", "relu"),
+        "activation": ckpt["config"].get("activation", LEGACY_ACTIVATION),
         "classes": list(CLASS_CODES),
         "input": {"channels": INPUT_CHANNELS, "height": INPUT_HEIGHT, "width": INPUT_WIDTH,
                   "resize_mode": RESIZE_MODE, "mean": list(CHANNEL_MEAN), "std": list(CHANNEL_STD),

@@ -19,7 +19,7 @@ from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
 from skin_plugin.networks import DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
 from skin_plugin.release import MANIFEST_NAME, ModelRelease
 from skin_plugin.transforms import BatchAugment, normalize_batch
-from training.calibrate import fit_calibration
+from training.calibrate import fit_calibration, log_class_prior
 from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
 from training.metrics import balanced_accuracy
 
@@ -182,7 +182,7 @@ def train(cfg: TrainConfig) -> Path:
     console.print(f"train {len(y_train)} / val {len(y_val)} images; train counts "
                   + ", ".join(f"{c}={int(n)}" for c, n in zip(CLASS_CODES, counts)))
 
-    log_prior = np.log((counts / counts.sum()).numpy())
+    log_prior = log_class_prior(y_train.numpy())
     model = LesionCNN(dropout=cfg.dropout, activation=cfg.activation).to(memory_format=torch.channels_last)
     ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
     decay, no_decay = [], []
