@@ -80,11 +80,16 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
     from training.train import train as run_training
 
     data_dir = data or DEFAULT_DATA_DIR
-    cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(out), seed=seed, max_epochs=epochs,
-                      patience=patience, max_minutes=max_minutes, max_batches_per_epoch=max_batches_per_epoch,
-                      sampling_power=sampling_power, dropout=dropout, cutmix_prob=cutmix_prob, threads=threads,
-                      teacher=str(teacher or ""), distill_weight=distill_weight if teacher else 0.0,
-                      activation=activation, select_on=select_on)
+    try:
+        cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(out), seed=seed, max_epochs=epochs,
+                          patience=patience, max_minutes=max_minutes,
+                          max_batches_per_epoch=max_batches_per_epoch, sampling_power=sampling_power,
+                          dropout=dropout, cutmix_prob=cutmix_prob, threads=threads,
+                          teacher=str(teacher or ""), distill_weight=distill_weight if teacher else 0.0,
+                          activation=activation, select_on=select_on)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     run_training(cfg)
     if package:
         package_release(out, out, data_dir)

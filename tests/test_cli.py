@@ -56,3 +56,10 @@ def test_a_corrupt_file_fails_alone(samples_dir, tmp_path):
     results = {Path(r["input"]).name: r for r in json.loads(out.read_text())}
     assert results[good.name]["label"] in CLASS_CODES
     assert results["broken.jpg"]["label"] is None and "truncated" in results["broken.jpg"]["error"]
+
+
+def test_train_refuses_an_unknown_checkpoint_rule(tmp_path):
+    proc = run("train", "--out", str(tmp_path / "run"), "--select-on", "calibratd")
+    assert proc.returncode == 2
+    assert "select_on 'calibratd': choose one of balanced_accuracy, calibrated" in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -120,3 +120,23 @@ def test_checkpoint_kept_on_the_calibrated_score(smoke_release, small_ham, tmp_p
     assert any(isinstance(m, torch.nn.SiLU) for m in TorchClassifier(release).model.modules())
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "SiLU" in card and "under the calibrated decision rule are kept" in card
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"select_on": "calibratd"}, "select_on 'calibratd': choose one of balanced_accuracy, calibrated"),
+    ({"activation": "gelu"}, "activation 'gelu': choose one of relu, silu"),
+    ({"sampling_power": 1.5}, "sampling_power 1.5 is outside 0..1"),
+    ({"distill_weight": 0.5}, "distill_weight > 0 needs a teacher"),
+])
+def test_a_mistyped_setting_is_refused(bad, message):
+    """A typo must not silently train with another checkpoint rule or network."""
+    with pytest.raises(ValueError) as exc:
+        TrainConfig(**bad)
+    assert str(exc.value) == message
+
+
+def test_every_checkpoint_rule_is_named_in_the_model_card():
+    from training.model_card import SELECTION_NAMES
+    from training.train import CHECKPOINT_RULES
+
+    assert set(SELECTION_NAMES) == set(CHECKPOINT_RULES)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
-from skin_plugin.networks import DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
+from skin_plugin.networks import ACTIVATIONS, DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
 from skin_plugin.release import MANIFEST_NAME, ModelRelease
 from skin_plugin.transforms import BatchAugment, normalize_batch
 from training.calibrate import fit_calibration, log_class_prior
@@ -24,6 +24,9 @@ from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadat
 from training.metrics import balanced_accuracy
 
 console = Console()
+
+CHECKPOINT_RULES = ("balanced_accuracy", "calibrated")
+"""What ``TrainConfig.select_on`` may name (see its docstring)."""
 
 
 @dataclass
@@ -63,6 +66,18 @@ class TrainConfig:
     the rule that ships)."""
     threads: int = 2
     history: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Reject settings that would otherwise train something other than what was asked for."""
+        if self.select_on not in CHECKPOINT_RULES:
+            raise ValueError(f"select_on {self.select_on!r}: choose one of {', '.join(CHECKPOINT_RULES)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
+        for name in ("sampling_power", "distill_weight", "cutmix_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} {getattr(self, name)} is outside 0..1")
+        if self.distill_weight > 0 and not self.teacher:
+            raise ValueError("distill_weight > 0 needs a teacher")
 
 
 def _seed_everything(seed: int) -> None:
