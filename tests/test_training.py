@@ -96,6 +96,8 @@ def test_distillation_from_a_teacher(smoke_release, small_ham, tmp_path):
     package_release(tmp_path, tmp_path, small_ham, bootstrap=0)
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "Knowledge distillation" in card and "0.7 · KL" in card
+    version = json.loads((smoke_release / "model.json").read_text())["version"]
+    assert f"from LesionCNN {version} (`lesioncnn.pt`, sha256" in card
 
 
 def test_checkpoint_kept_on_the_calibrated_score(smoke_release, small_ham, tmp_path):

@@ -163,12 +163,23 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
     path.write_text("\n".join(lines))
 
 
+def _teacher_name(weights: Path) -> str:
+    """The teacher's release name and version when its ``model.json`` lies beside it, else its file."""
+    from skin_plugin.release import MANIFEST_NAME, read_manifest
+
+    if (weights.parent / MANIFEST_NAME).exists():
+        manifest = read_manifest(weights.parent, MANIFEST_NAME, "teacher manifest")[1]
+        sha = manifest["weights"]["sha256"][:12]
+        return f"{manifest['name']} {manifest['version']} (`{weights.name}`, sha256 {sha}…)"
+    return f"`{weights.name}`"
+
+
 def _distillation_lines(tr: dict) -> list[str]:
     """Knowledge distillation, if the run used a teacher (``skin-plugin train --teacher``)."""
     if not tr.get("teacher") or not tr.get("distill_weight"):
         return []
-    return [f"- Knowledge distillation from a previously trained LesionCNN of the same size and split "
-            f"(`{Path(tr['teacher']).name}`, trained on the training split only):",
+    return [f"- Knowledge distillation from {_teacher_name(Path(tr['teacher']))}, a previously trained "
+            "LesionCNN of the same size and split (trained on the training split only):",
             f"  loss = {1 - tr['distill_weight']:.1f} · cross-entropy + {tr['distill_weight']:.1f} · "
             f"KL to the teacher's outputs at temperature {tr['distill_temperature']:g}, on the same "
             "augmented batches."]
