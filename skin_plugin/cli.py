@@ -63,8 +63,9 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           sampling_power: Annotated[float, typer.Option(help="Class-balanced sampling power (0..1).")] = 0.5,
           dropout: float = 0.2,
           cutmix_prob: Annotated[float, typer.Option(help="Share of batches mixed with CutMix.")] = 0.0,
-          teacher: Annotated[Path | None, typer.Option(
-              help="Distil from these LesionCNN weights (e.g. skin_plugin/release/lesioncnn.pt).")] = None,
+          teacher: Annotated[list[Path] | None, typer.Option(
+              help="Distil from these LesionCNN weights (e.g. skin_plugin/release/lesioncnn.pt); "
+                   "repeat for the mean of several.")] = None,
           distill_weight: Annotated[float, typer.Option(help="Share of the loss on the teacher.")] = 0.7,
           activation: Annotated[str, typer.Option(help="LesionCNN nonlinearity: relu or silu.")] = ACTIVATION,
           select_on: Annotated[str, typer.Option(
@@ -85,7 +86,8 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
                           patience=patience, max_minutes=max_minutes,
                           max_batches_per_epoch=max_batches_per_epoch, sampling_power=sampling_power,
                           dropout=dropout, cutmix_prob=cutmix_prob, threads=threads,
-                          teacher=str(teacher or ""), distill_weight=distill_weight if teacher else 0.0,
+                          teacher=",".join(str(t) for t in teacher or []),
+                          distill_weight=distill_weight if teacher else 0.0,
                           activation=activation, select_on=select_on)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")

@@ -100,6 +100,24 @@ def test_distillation_from_a_teacher(smoke_release, small_ham, tmp_path):
     assert f"from LesionCNN {version} (`lesioncnn.pt`, sha256" in card
 
 
+def test_distillation_from_the_mean_of_two_teachers(smoke_release, small_ham, tmp_path):
+    """Comma-separated teachers distil from their mean logits; the card lists them."""
+    import torch
+
+    from training.train import load_teacher
+
+    pair = f"{smoke_release / 'lesioncnn.pt'},{smoke_release / 'lesioncnn.pt'}"
+    x = torch.randn(2, 3, 120, 160)
+    with torch.no_grad():
+        assert torch.allclose(load_teacher(pair)(x), load_teacher(smoke_release / "lesioncnn.pt")(x), atol=1e-5)
+    cfg = TrainConfig(data_dir=str(small_ham), out_dir=str(tmp_path), cache_dir=str(smoke_release / "cache"),
+                      max_epochs=1, max_batches_per_epoch=2, batch_size=16, warmup_epochs=1,
+                      teacher=pair, distill_weight=0.7)
+    train(cfg)
+    package_release(tmp_path, tmp_path, small_ham, bootstrap=0)
+    assert "from the mean logits of 2 previously trained LesionCNNs" in (tmp_path / "MODEL_CARD.md").read_text()
+
+
 def test_checkpoint_kept_on_the_calibrated_score(smoke_release, small_ham, tmp_path):
     """select_on="calibrated" keeps the epoch whose shipped decision rule scores best on validation."""
     import torch

@@ -178,8 +178,11 @@ def _distillation_lines(tr: dict) -> list[str]:
     """Knowledge distillation, if the run used a teacher (``skin-plugin train --teacher``)."""
     if not tr.get("teacher") or not tr.get("distill_weight"):
         return []
-    return [f"- Knowledge distillation from {_teacher_name(Path(tr['teacher']))}, a previously trained "
-            "LesionCNN of the same size and split (trained on the training split only):",
+    teachers = [_teacher_name(Path(t)) for t in tr["teacher"].split(",")]
+    source = (f"{teachers[0]}, a previously trained LesionCNN" if len(teachers) == 1 else
+              f"the mean logits of {len(teachers)} previously trained LesionCNNs ({'; '.join(teachers)})")
+    return [f"- Knowledge distillation from {source} of the same size and split "
+            "(trained on the training split only):",
             f"  loss = {1 - tr['distill_weight']:.1f} · cross-entropy + {tr['distill_weight']:.1f} · "
             f"KL to the teacher's outputs at temperature {tr['distill_temperature']:g}, on the same "
             "augmented batches."]

@@ -54,7 +54,8 @@ class TrainConfig:
     """Share of batches mixed with CutMix (a box of one image pasted into another, labels mixed by area)."""
     cutmix_alpha: float = 1.0
     teacher: str = ""
-    """Weights (a release's ``lesioncnn.pt``) of a trained LesionCNN to distil from; empty = none."""
+    """Weights (a release's ``lesioncnn.pt`` or a run checkpoint) of a trained LesionCNN to distil from;
+    several comma-separated files distil from their mean logits; empty = none."""
     distill_weight: float = 0.0
     """Share of the loss given to matching the teacher's softened outputs (the rest: cross-entropy)."""
     distill_temperature: float = 2.0
@@ -122,12 +123,28 @@ def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.T
     return x, order, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
-def load_teacher(path: str | Path) -> torch.nn.Module:
-    """A frozen LesionCNN from a release's weights (``skin_plugin/release/lesioncnn.pt``, built with
-    the release's activation) or a run checkpoint."""
-    release_dir = Path(path).parent
-    activation = ModelRelease.load(release_dir).activation if (release_dir / MANIFEST_NAME).exists() else None
-    return load_lesioncnn(path, activation).requires_grad_(False).to(memory_format=torch.channels_last)
+class TeacherEnsemble(torch.nn.Module):
+    """Frozen teachers whose logits are averaged."""
+
+    def __init__(self, teachers: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.teachers = torch.nn.ModuleList(teachers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t(x) for t in self.teachers]).mean(0)
+
+
+def load_teacher(paths: str | Path) -> torch.nn.Module:
+    """Frozen LesionCNN(s) from a release's weights (``skin_plugin/release/lesioncnn.pt``, built with
+    the release's activation) or a run checkpoint; several comma-separated paths give their mean."""
+    models = []
+    for path in str(paths).split(","):
+        release_dir = Path(path).parent
+        activation = (ModelRelease.load(release_dir).activation if (release_dir / MANIFEST_NAME).exists()
+                      else None)
+        models.append(load_lesioncnn(path, activation).requires_grad_(False)
+                      .to(memory_format=torch.channels_last))
+    return models[0] if len(models) == 1 else TeacherEnsemble(models).eval()
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
