@@ -47,6 +47,7 @@ def test_a_batch_mixing_good_and_corrupt_inputs_completes(redis_url, fullres_dic
         batch = submit_batch(store, files, tmp_path / "out", chunk_size=2)
         status = wait_for_batch(store, batch, timeout_s=120)
     assert (status.total, status.done, status.failed) == (9, 6, 3)
+    assert store.payloads(batch) == []  # input paths are not kept once the batch is reported
     records = store.job_records(batch)
     assert len(records) == 9 and len({r["job_id"] for r in records}) == 9
     reasons = {Path(r["input"]).name: r["error"] for r in records if r["error"]}

@@ -61,5 +61,6 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
     write_html_report(results, summary, out, thumbnails=saved_thumbnails(frames),
                       thumbnails_from="none",
                       title=f"Skin-lesion scoring report — batch {batch_id}")
+    store.drop_payloads(batch_id)  # every job is recorded: nothing left to send again
     store.mark_reported(batch_id)
     return summary

@@ -4,6 +4,8 @@ Keys (all under ``skin:``):
 
 - ``skin:batch:<id>`` hash: total, done, failed, completed, queue, out_dir, submitted, started, finished,
   reported
+- ``skin:batch:<id>:payloads`` string: the batch's task payloads, kept until it is reported (resending
+  lost jobs)
 - ``skin:batch:<id>:jobs`` hash: job id -> JSON job record (first record wins: a redelivered task
   cannot count a job twice)
 - ``skin:batches`` sorted set: batch id by submission time (recent batches for ``status``)
@@ -152,6 +154,10 @@ class BatchStore:
     def keep_payloads(self, batch_id: str, payloads: list[dict[str, Any]]) -> None:
         """The batch's task payloads, so jobs whose message was lost can be sent again."""
         self.r.set(f"{batch_key(batch_id)}:payloads", json.dumps(payloads), ex=self.ttl_s)
+
+    def drop_payloads(self, batch_id: str) -> None:
+        """Forget a reported batch's task payloads (input paths): nothing is left to send again."""
+        self.r.delete(f"{batch_key(batch_id)}:payloads")
 
     def payloads(self, batch_id: str) -> list[dict[str, Any]]:
         raw = self.r.get(f"{batch_key(batch_id)}:payloads")
