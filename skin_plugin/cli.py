@@ -110,6 +110,35 @@ def package_cmd(run: Annotated[Path, typer.Option(help="Training run directory."
     console.print(f"release written to {out}")
 
 
+@app.command("compare")
+def compare_cmd(weights: Annotated[list[Path], typer.Argument(
+                    help="Candidate weights: a release's lesioncnn.pt or a run's checkpoint.")],
+                split_file: Annotated[Path, typer.Option(help="The split the candidates were trained on.")
+                                      ] = RELEASE_DIR / "split.csv",
+                data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
+                json_out: Annotated[Path | None, typer.Option("--json", help="Also write the scores here.")
+                                    ] = None) -> None:
+    """Score candidates on validation under the calibrated rule (the adoption criterion; test unread)."""
+    from training.compare import compare_candidates
+    from training.data import DEFAULT_DATA_DIR
+
+    for path in [*weights, split_file]:
+        if not path.exists():
+            err.print(f"[red]no such file: {path}[/red]")
+            raise typer.Exit(2)
+    scores = compare_candidates(weights, split_file, data or DEFAULT_DATA_DIR)
+    table = Table(title="Validation, calibrated decision rule")
+    table.add_column("candidate", overflow="fold", min_width=24)
+    for column in ("accuracy", "balanced accuracy", "score (mean)", "decision weight"):
+        table.add_column(column, justify="right")
+    for s in scores:
+        table.add_row(s.name, f"{s.accuracy:.4f}", f"{s.balanced_accuracy:.4f}", f"{s.score:.4f}",
+                      f"{s.decision_weight:g}")
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps([s.to_dict() for s in scores], indent=1))
+
+
 @app.command("evaluate")
 def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format metadata CSV.")],
                  images: Annotated[Path, typer.Option(help="Folder of <image_id>.jpg files.")],

@@ -160,3 +160,27 @@ def test_every_checkpoint_rule_is_named_in_the_model_card():
     from training.train import CHECKPOINT_RULES
 
     assert set(SELECTION_NAMES) == set(CHECKPOINT_RULES)
+
+
+def test_compare_scores_candidates_on_validation_as_packaging_does(smoke_release, small_ham, tmp_path):
+    """``skin-plugin compare``: each candidate's calibrated validation figures, then their mean's."""
+    weights = str(smoke_release / "lesioncnn.pt")
+    out = tmp_path / "compare.json"
+    proc = subprocess.run([str(Path(sys.executable).parent / "skin-plugin"), "compare", weights, weights,
+                           "--split-file", str(smoke_release / "split.csv"), "--data", str(small_ham),
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(out.read_text())
+    assert [s["name"] for s in scores] == [weights, weights, "mean of 2 candidates"]
+    val = json.loads((smoke_release / "metrics_val.json").read_text())
+    for s in scores:
+        assert s["accuracy"] == pytest.approx(val["accuracy"], abs=1.01 / val["n_images"])
+        assert s["score"] == pytest.approx(0.5 * (s["accuracy"] + s["balanced_accuracy"]))
+    assert scores[0] == {**scores[2], "name": weights}  # the mean of one model twice is that model
+
+
+def test_compare_refuses_a_missing_candidate(smoke_release, tmp_path):
+    proc = subprocess.run([str(Path(sys.executable).parent / "skin-plugin"), "compare",
+                           str(tmp_path / "nope.pt"), "--split-file", str(smoke_release / "split.csv")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no such file" in proc.stderr

@@ -40,3 +40,12 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarra
         scores.append(0.5 * np.mean(pred == labels) + 0.5 * balanced_accuracy(labels, pred))
     best = float(DECISION_WEIGHTS[int(np.argmax(scores))])
     return Calibration(temperature, prior_weight, base.log_prior, best)
+
+
+def calibrated_scores(logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray) -> dict:
+    """Validation accuracy, balanced accuracy and their mean under the calibrated decision rule."""
+    cal = fit_calibration(logits, labels, log_prior)
+    pred = cal.decide(cal.probabilities(logits))
+    acc, bal = float(np.mean(pred == labels)), balanced_accuracy(labels, pred)
+    return {"val_cal_accuracy": acc, "val_cal_balanced_accuracy": bal, "val_score": 0.5 * (acc + bal),
+            "val_decision_weight": cal.decision_weight}

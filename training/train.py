@@ -19,7 +19,7 @@ from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
 from skin_plugin.networks import ACTIVATIONS, DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
 from skin_plugin.release import MANIFEST_NAME, ModelRelease
 from skin_plugin.transforms import BatchAugment, normalize_batch
-from training.calibrate import fit_calibration, log_class_prior
+from training.calibrate import calibrated_scores, log_class_prior
 from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
 from training.metrics import balanced_accuracy
 
@@ -134,16 +134,17 @@ class TeacherEnsemble(torch.nn.Module):
         return torch.stack([t(x) for t in self.teachers]).mean(0)
 
 
+def load_frozen_lesioncnn(path: str | Path) -> torch.nn.Module:
+    """A frozen LesionCNN from a release's weights (``skin_plugin/release/lesioncnn.pt``, built with
+    the release's activation) or a run checkpoint."""
+    release_dir = Path(path).parent
+    activation = ModelRelease.load(release_dir).activation if (release_dir / MANIFEST_NAME).exists() else None
+    return load_lesioncnn(path, activation).requires_grad_(False).to(memory_format=torch.channels_last)
+
+
 def load_teacher(paths: str | Path) -> torch.nn.Module:
-    """Frozen LesionCNN(s) from a release's weights (``skin_plugin/release/lesioncnn.pt``, built with
-    the release's activation) or a run checkpoint; several comma-separated paths give their mean."""
-    models = []
-    for path in str(paths).split(","):
-        release_dir = Path(path).parent
-        activation = (ModelRelease.load(release_dir).activation if (release_dir / MANIFEST_NAME).exists()
-                      else None)
-        models.append(load_lesioncnn(path, activation).requires_grad_(False)
-                      .to(memory_format=torch.channels_last))
+    """The distillation teacher: one frozen LesionCNN, or the mean of several comma-separated ones."""
+    models = [load_frozen_lesioncnn(path) for path in str(paths).split(",")]
     return models[0] if len(models) == 1 else TeacherEnsemble(models).eval()
 
 
@@ -152,15 +153,6 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     t = temperature
     return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), log_target=True,
                     reduction="batchmean") * t * t
-
-
-def _calibrated_scores(logits: np.ndarray, labels: np.ndarray, log_prior: np.ndarray) -> dict:
-    """Validation accuracy, balanced accuracy and their mean under the calibrated decision rule."""
-    cal = fit_calibration(logits, labels, log_prior)
-    pred = cal.decide(cal.probabilities(logits))
-    acc, bal = float(np.mean(pred == labels)), balanced_accuracy(labels, pred)
-    return {"val_cal_accuracy": acc, "val_cal_balanced_accuracy": bal, "val_score": 0.5 * (acc + bal),
-            "val_decision_weight": cal.decision_weight}
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -277,7 +269,7 @@ def train(cfg: TrainConfig) -> Path:
                    "val_loss": float(F.cross_entropy(logits, y_val)),
                    "val_accuracy": float((pred == y_val).float().mean()),
                    "val_balanced_accuracy": balanced_accuracy(y_val.numpy(), pred.numpy()),
-                   **_calibrated_scores(logits.numpy(), y_val.numpy(), log_prior),
+                   **calibrated_scores(logits.numpy(), y_val.numpy(), log_prior),
                    "minutes": (time.monotonic() - start) / 60}
             cfg.history.append(row)
             score = row["val_score"] if cfg.select_on == "calibrated" else row["val_balanced_accuracy"]
