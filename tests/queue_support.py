@@ -41,8 +41,9 @@ class Worker:
     """A ``celery worker`` subprocess (prefork children) that the test can kill."""
 
     def __init__(self, settings: WorkerSettings, concurrency: int = 2, log: Path | None = None,
-                 name: str = "test@%h", env: dict[str, str] | None = None) -> None:
+                 name: str = "test@%h", env: dict[str, str] | None = None, loglevel: str = "WARNING") -> None:
         self.settings = settings
+        self.loglevel = loglevel
         self.concurrency = concurrency
         self.log = log
         self.name = name
@@ -51,7 +52,7 @@ class Worker:
 
     def start(self) -> Worker:
         self.proc = start_worker(self.settings, self.concurrency, name=self.name, log_file=self.log,
-                                 extra_env=self.env)
+                                 extra_env=self.env, loglevel=self.loglevel)
         wait_for_workers(BatchStore.from_settings(self.settings), self.concurrency, proc=self.proc)
         return self
 

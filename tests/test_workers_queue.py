@@ -175,3 +175,33 @@ def test_jobs_whose_message_was_lost_are_sent_again(redis_url, fullres_dicoms, t
     with Worker(settings, concurrency=1):
         status = wait_for_batch(store, batch, timeout_s=60)
     assert (status.done, status.total) == (4, 4)
+
+
+def test_worker_logs_carry_no_patient_data(redis_url, samples_dir, tmp_path):
+    """A DEBUG-level worker scoring DICOM with patient data (and a truncated copy) logs none of it,
+    while the SR, whose job is to carry it, does."""
+    from skin_plugin.dicom.convert import PatientStudy, build_dataset
+
+    secrets = ("SECRETNAME^JANE", "MRN-98765", "19700101", "ACC-55501")
+    study = PatientStudy(secrets[0], secrets[1], birth_date=secrets[2], sex="F", age="054Y",
+                         accession_number=secrets[3])
+    files = []
+    for i, jpeg in enumerate(sorted(samples_dir.glob("*.jpg"))[:2]):
+        files.append(tmp_path / f"phi{i}.dcm")
+        build_dataset(jpeg.read_bytes(), study).save_as(files[-1], enforce_file_format=True)
+    data = files[0].read_bytes()
+    (tmp_path / "phi_truncated.dcm").write_bytes(data[: len(data) // 2])
+    files.append(tmp_path / "phi_truncated.dcm")
+    settings = worker_settings(redis_url)
+    store = BatchStore.from_settings(settings)
+    log = tmp_path / "worker.log"
+    with Worker(settings, concurrency=1, log=log, loglevel="DEBUG"):
+        batch = submit_batch(store, files, tmp_path / "out", chunk_size=3)
+        status = wait_for_batch(store, batch, timeout_s=120)
+    assert (status.done, status.failed) == (2, 1)
+    text = log.read_text(errors="replace")
+    assert "Task skin.score_chunk" in text and "succeeded in" in text  # it did log each task
+    for secret in secrets:
+        assert secret not in text, f"{secret} in the worker log"
+    sr = pydicom.dcmread(next((tmp_path / "out" / "sr").glob("*.dcm")))
+    assert (str(sr.PatientName), sr.PatientID) == secrets[:2]

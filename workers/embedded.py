@@ -85,12 +85,13 @@ def worker_command(concurrency: int, queues: tuple[str, ...] = QUEUES, name: str
 
 
 def start_worker(settings: WorkerSettings, concurrency: int, *, name: str = "skin@%h",
-                 log_file: Path | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+                 log_file: Path | None = None, extra_env: dict[str, str] | None = None,
+                 loglevel: str = "WARNING") -> subprocess.Popen:
     """A ``celery worker`` subprocess with ``concurrency`` prefork children configured by ``settings``."""
     env = dict(os.environ, **settings.to_env(), **(extra_env or {}))
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(worker_command(concurrency, name=name), env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(worker_command(concurrency, name=name, loglevel=loglevel), env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_worker(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
