@@ -38,12 +38,14 @@ def assert_every_job_once(store: BatchStore, batch: str, out: Path, n: int) -> N
 
 
 def test_a_worker_process_killed_mid_batch_loses_no_job(redis_url, fullres_dicoms, tmp_path):
-    settings = worker_settings(redis_url, chunk_size=10)
+    # 5 chunks of 30: once the first is recorded, both children are busy with the next ones for a while
+    # (chunks of 10 took ~50 ms on a fast machine, and both children were once killed between tasks)
+    settings = worker_settings(redis_url, chunk_size=30)
     store = BatchStore.from_settings(settings)
     files = fullres_dicoms
     with Worker(settings, concurrency=2, log=tmp_path / "worker.log") as worker:
-        batch = submit_batch(store, files, tmp_path / "out", chunk_size=10)  # tasks long enough to be killed in
-        wait_until(lambda: store.status(batch).completed >= 10, 60, poll_s=0.005, what="first results")
+        batch = submit_batch(store, files, tmp_path / "out", chunk_size=30)
+        wait_until(lambda: store.status(batch).completed >= 30, 60, poll_s=0.005, what="first results")
         # this worker's prefork children (not heartbeats a previous test's workers may have left behind)
         victims = [int(p) for p in subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True,
                                                   text=True).stdout.split()]
