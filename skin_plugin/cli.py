@@ -117,7 +117,10 @@ def compare_cmd(weights: Annotated[list[Path], typer.Argument(
                                       ] = RELEASE_DIR / "split.csv",
                 data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
                 json_out: Annotated[Path | None, typer.Option("--json", help="Also write the scores here.")
-                                    ] = None) -> None:
+                                    ] = None,
+                flip_tta: Annotated[bool, typer.Option(
+                    help="Score the mean logits of the four flips of each image (4x the compute).")] = False,
+                ) -> None:
     """Score candidates on validation under the calibrated rule (the adoption criterion; test unread)."""
     from training.compare import compare_candidates
     from training.data import DEFAULT_DATA_DIR
@@ -126,7 +129,7 @@ def compare_cmd(weights: Annotated[list[Path], typer.Argument(
         if not path.exists():
             err.print(f"[red]no such file: {path}[/red]")
             raise typer.Exit(2)
-    scores = compare_candidates(weights, split_file, data or DEFAULT_DATA_DIR)
+    scores = compare_candidates(weights, split_file, data or DEFAULT_DATA_DIR, flip_tta)
     table = Table(title="Validation, calibrated decision rule")
     table.add_column("candidate", overflow="fold", min_width=24)
     for column in ("accuracy", "balanced accuracy", "score (mean)", "decision weight"):

@@ -9,7 +9,7 @@ from skin_plugin.calibration import Calibration
 from skin_plugin.networks import load_lesioncnn
 from skin_plugin.prediction import Prediction
 from skin_plugin.release import ModelRelease
-from skin_plugin.transforms import normalize_batch
+from skin_plugin.transforms import flip_views, normalize_batch
 
 
 class TorchClassifier:
@@ -33,8 +33,7 @@ class TorchClassifier:
         for i in range(0, len(images), batch_size):
             x = normalize_batch(images[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
             if flip_tta:
-                views = [x, x.flip(3), x.flip(2), x.flip(2, 3)]
-                out.append(torch.stack([self.model(v) for v in views]).mean(0))
+                out.append(torch.stack([self.model(v) for v in flip_views(x)]).mean(0))
             else:
                 out.append(self.model(x))
         return torch.cat(out).numpy() if out else np.empty((0, len(self.release.manifest["classes"])))

@@ -80,6 +80,11 @@ def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
     return (batch.float() / 255.0 - mean) / std
 
 
+def flip_views(batch: torch.Tensor) -> list[torch.Tensor]:
+    """The four flips of an (N, C, H, W) batch, for flip test-time augmentation (mean of their logits)."""
+    return [batch, batch.flip(3), batch.flip(2), batch.flip(2, 3)]
+
+
 class BatchAugment(RandomizableTransform):
     """Random flips, rotation, scale, shift and colour/brightness jitter on a whole batch.
 

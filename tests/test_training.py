@@ -184,3 +184,26 @@ def test_compare_refuses_a_missing_candidate(smoke_release, tmp_path):
                            str(tmp_path / "nope.pt"), "--split-file", str(smoke_release / "split.csv")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_flip_tta_logits_do_not_change_when_the_image_is_flipped():
+    """The mean over the four flips is the same for an image and its mirror image (and differs from one view)."""
+    import torch
+
+    from skin_plugin.networks import LesionCNN
+    from training.train import predict_logits
+
+    torch.manual_seed(0)
+    model = LesionCNN().eval()
+    for m in model.modules():  # break the zero-initialised symmetry so that views really differ
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+    images = torch.randint(0, 256, (3, 3, 120, 160), dtype=torch.uint8)
+    tta = predict_logits(model, images, flip_tta=True)
+
+    def relative_gap(a: torch.Tensor) -> float:
+        return float((a - tta).abs().max() / tta.abs().max())
+
+    for flipped in (images.flip(3), images.flip(2)):
+        assert relative_gap(predict_logits(model, flipped, flip_tta=True)) < 1e-4
+    assert relative_gap(predict_logits(model, images)) > 1e-2

@@ -3,7 +3,8 @@
 A candidate replaces the shipped release only if it scores better here: the mean of accuracy and balanced
 accuracy under the decision rule calibrated on validation (``training.calibrate.calibrated_scores``, the
 checkpoint criterion of training). The test split is never read. With several candidates, the mean of
-their logits is scored too, to show whether an ensemble (e.g. as a distillation teacher) would add anything.
+their logits is scored too, to show whether an ensemble (e.g. as a distillation teacher) would add anything;
+``--flip-tta`` shows what test-time augmentation would add.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def _score(name: str, logits: np.ndarray, labels: np.ndarray, log_prior: np.ndar
                           s["val_decision_weight"])
 
 
-def compare_candidates(weights: list[Path], split_file: Path, data_dir: Path) -> list[CandidateScore]:
-    """Validation scores of each candidate (release weights or run checkpoints), then of their mean logits."""
+def compare_candidates(weights: list[Path], split_file: Path, data_dir: Path,
+                       flip_tta: bool = False) -> list[CandidateScore]:
+    """Validation scores of each candidate (release weights or run checkpoints), then of their mean logits;
+    ``flip_tta`` scores the mean logits of the four flips of each image instead (4x the compute)."""
     split = read_split(split_file)
     records = read_metadata(data_dir / "metadata.csv")
     log_prior = log_class_prior(np.array([r.label for r in records if split.get(r.image_id) == "train"]))
@@ -53,9 +56,9 @@ def compare_candidates(weights: list[Path], split_file: Path, data_dir: Path) ->
     labels = np.array([r.label for r in val.records])
     all_logits, scores = [], []
     for path in weights:
-        logits = predict_logits(load_frozen_lesioncnn(path), images).numpy()
+        logits = predict_logits(load_frozen_lesioncnn(path), images, flip_tta=flip_tta).numpy()
         all_logits.append(logits)
-        scores.append(_score(str(path), logits, labels, log_prior))
+        scores.append(_score(f"{path} (flip TTA)" if flip_tta else str(path), logits, labels, log_prior))
     if len(weights) > 1:
         scores.append(_score(f"mean of {len(weights)} candidates", np.mean(all_logits, axis=0), labels,
                              log_prior))

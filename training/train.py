@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
 from skin_plugin.networks import ACTIVATIONS, DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
 from skin_plugin.release import MANIFEST_NAME, ModelRelease
-from skin_plugin.transforms import BatchAugment, normalize_batch
+from skin_plugin.transforms import BatchAugment, flip_views, normalize_batch
 from training.calibrate import calibrated_scores, log_class_prior
 from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
 from training.metrics import balanced_accuracy
@@ -88,13 +88,14 @@ def _seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits for a uint8 (N, 3, H, W) tensor."""
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
+                   flip_tta: bool = False) -> torch.Tensor:
+    """Logits for a uint8 (N, 3, H, W) tensor; ``flip_tta`` averages the four flips (4x the compute)."""
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = normalize_batch(images[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
-        out.append(model(x))
+        out.append(torch.stack([model(v) for v in flip_views(x)]).mean(0) if flip_tta else model(x))
     return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
 
 
