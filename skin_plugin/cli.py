@@ -99,13 +99,22 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
 
 
 @app.command("package")
-def package_cmd(run: Annotated[Path, typer.Option(help="Training run directory.")],
+def package_cmd(run: Annotated[Path | None, typer.Option(help="Training run directory.")] = None,
                 out: Annotated[Path, typer.Option(help="Release directory to write.")] = RELEASE_DIR,
-                data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None) -> None:
+                data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
+                card_only: Annotated[bool, typer.Option(
+                    help="Only write OUT's MODEL_CARD.md again from its own files (no evaluation).")] = False,
+                ) -> None:
     """Calibrate a trained run on validation, evaluate it, and write the release and model card."""
     from training.data import DEFAULT_DATA_DIR
-    from training.package import package_release
+    from training.package import package_release, rewrite_model_card
 
+    if card_only:
+        console.print(f"model card written to {rewrite_model_card(out, data or DEFAULT_DATA_DIR)}")
+        return
+    if run is None:
+        err.print("[red]--run is required (or --card-only)[/red]")
+        raise typer.Exit(2)
     package_release(run, out, data or DEFAULT_DATA_DIR)
     console.print(f"release written to {out}")
 

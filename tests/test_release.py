@@ -26,6 +26,24 @@ def test_model_card_and_attribution(release):
     assert "Not for clinical use" in release.manifest["intended_use"]
 
 
+def test_model_card_is_what_its_generator_writes(ham_dir, tmp_path):
+    """The committed card is generated from the release's files, not edited by hand, and says which
+    project targets the test figures miss."""
+    import shutil
+
+    from training.package import rewrite_model_card
+
+    copy = tmp_path / "release"
+    shutil.copytree(RELEASE_DIR, copy)
+    card = rewrite_model_card(copy, ham_dir).read_text()
+    assert card == (RELEASE_DIR / "MODEL_CARD.md").read_text()
+    assert "## Project targets (test split)" in card
+    test = json.loads((RELEASE_DIR / "metrics.json").read_text())["test"]
+    row = next(line for line in card.splitlines() if line.startswith("| balanced accuracy | 0.75 | 0.65 |"))
+    assert f"| {test['balanced_accuracy']:.3f} |" in row
+    assert ("below the floor" in row) == (test["balanced_accuracy"] < 0.65)
+
+
 def test_shipped_test_metrics_reproduce(release, ham_dir, tmp_path):
     """Re-scoring the test split gives exactly the committed figures (no hand-typed numbers)."""
     shipped = json.loads((RELEASE_DIR / "metrics.json").read_text())["test"]

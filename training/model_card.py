@@ -9,6 +9,12 @@ from skin_plugin.constants import CLASS_CODES, LEGACY_ACTIVATION, LESION_CLASSES
 from training.data import Record
 
 ACTIVATION_NAMES = {"relu": "ReLU", "silu": "SiLU (swish)"}
+PROJECT_TARGETS: tuple[tuple[str, str, float, float | None], ...] = (
+    ("accuracy", "accuracy", 0.87, 0.78),
+    ("balanced_accuracy", "balanced accuracy", 0.75, 0.65),
+    ("mel_auc", "melanoma AUC", 0.92, None),
+)
+"""(metric, name, aim, floor) of the project's model issue, on the lesion-grouped test split."""
 SELECTION_NAMES = {
     "balanced_accuracy": "validation balanced accuracy",
     "calibrated": "validation mean of accuracy and balanced accuracy under the calibrated decision rule",
@@ -95,7 +101,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         f"  the epoch with the best {SELECTION_NAMES[tr.get('select_on', 'balanced_accuracy')]} are kept "
         f"(epoch {tr['best_epoch']}).",
         f"- Ran {len(history)} epochs in {history[-1]['minutes']:.1f} min on this machine's CPU "
-        f"({tr['threads']} threads), validation included.",
+        f"({tr['threads']} thread{'s' if tr['threads'] != 1 else ''}), validation included.",
         *_distillation_lines(tr),
         "- Class imbalance (nv is 67%): **square-root class-balanced sampling** (a class-c image is",
         f"  drawn with weight n_c^-{tr['sampling_power']}), plain unweighted loss. Full inverse-frequency",
@@ -146,6 +152,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "unstated split method; image-level splits of HAM10000 put images of one lesion on both sides and",
         "inflate scores, so those figures are not comparable with the lesion-grouped ones above.",
         "",
+        *_target_lines(test),
         "## Limitations",
         "- Trained on 200x150 copies of one public dataset from two sites (Vienna, Queensland), mostly fair",
         "  skin; performance on other populations, devices and image qualities is unknown.",
@@ -161,6 +168,19 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _target_lines(test: dict) -> list[str]:
+    """The project's aims and floors against the test figures, with what is met and what is not."""
+    lines = ["## Project targets (test split)", "",
+             "| measure | aim | floor | test | status |", "|---|---:|---:|---:|---|"]
+    for key, name, aim, floor in PROJECT_TARGETS:
+        value = test[key]
+        status = ("aim met" if value >= aim else "below the aim" if floor is None or value >= floor
+                  else "**below the floor**")
+        lines.append(f"| {name} | {_num(aim, 2)} | {'–' if floor is None else _num(floor, 2)} | "
+                     f"{_num(value)} | {status} |")
+    return [*lines, ""]
 
 
 def _teacher_name(weights: Path) -> str:

@@ -98,6 +98,16 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         metrics[name] = evaluate(data_dir / "metadata.csv", data_dir / "images", classifier,
                                  out_dir / f"metrics_{name}.json", split_file, name, bootstrap=bootstrap)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    history = json.loads((out_dir / "history.json").read_text())
-    write_model_card(out_dir / "MODEL_CARD.md", manifest, metrics, records, split, history)
+    rewrite_model_card(out_dir, data_dir)
     return release
+
+
+def rewrite_model_card(release_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> Path:
+    """Write ``MODEL_CARD.md`` again from the release's own files (manifest, metrics, split, history)."""
+    manifest = json.loads((release_dir / MANIFEST_NAME).read_text())
+    metrics = json.loads((release_dir / "metrics.json").read_text())
+    history = json.loads((release_dir / "history.json").read_text())
+    records = read_metadata(data_dir / "metadata.csv")
+    path = release_dir / "MODEL_CARD.md"
+    write_model_card(path, manifest, metrics, records, read_split(release_dir / "split.csv"), history)
+    return path
