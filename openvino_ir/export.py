@@ -149,7 +149,8 @@ def calibration_images(data_dir: Path, split_file: Path, count: int = CALIBRATIO
 
 def export_release(release: ModelRelease, data_dir: Path, out_dir: Path = IR_DIR,
                    bootstrap: int = 0) -> dict:
-    """Export FP32 + INT8 IR, then score both on validation and test and record it in the manifest."""
+    """Export FP32 + INT8 IR, then score both on the release's held-out splits (validation and test; test
+    alone for a refit) and record it in the manifest."""
     from skin_plugin.openvino_classifier import OpenVINOClassifier
     from training.evaluate import evaluate, load_evaluation_set
 
@@ -158,9 +159,11 @@ def export_release(release: ModelRelease, data_dir: Path, out_dir: Path = IR_DIR
     manifest = export(release, calibration_images(data_dir, split_file), validation, out_dir)
     ir = IRManifest.load(out_dir)
     summary: dict[str, dict] = {}
+    for stale in out_dir.glob("metrics_*"):  # e.g. validation figures of an earlier, train-only release
+        stale.unlink()
     for precision in PRECISIONS:
         classifier = OpenVINOClassifier(ir, precision=precision)
-        for split in ("val", "test"):
+        for split in release.held_out_splits:
             report = evaluate(data_dir / "metadata.csv", data_dir / "images", classifier,
                               out_dir / f"metrics_{precision}_{split}.json", split_file, split,
                               bootstrap=bootstrap)

@@ -55,6 +55,12 @@ def info(model: ModelOption = RELEASE_DIR,
     console.print(table)
 
 
+CalibrationFromOption = Annotated[Path | None, typer.Option(
+    help="For a refit (trained on train+val): the train-only release of the same recipe (folder or "
+         "model.json), or a refit release's recipe_validation.json, whose decision rule and validation "
+         "figures it takes.")]
+
+
 @app.command()
 def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/lesioncnn"),
           data: Annotated[Path | None, typer.Option(help="HAM10000 folder (metadata.csv, images/).")] = None,
@@ -69,8 +75,13 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           distill_weight: Annotated[float, typer.Option(help="Share of the loss on the teacher.")] = 0.7,
           activation: Annotated[str, typer.Option(help="LesionCNN nonlinearity: relu or silu.")] = ACTIVATION,
           select_on: Annotated[str, typer.Option(
-              help="Checkpoint kept: best validation balanced_accuracy, or calibrated (shipped rule).")
+              help="Checkpoint kept: best validation balanced_accuracy, calibrated (shipped rule), or last.")
           ] = "calibrated",
+          fit_on: Annotated[str, typer.Option(
+              help="Splits trained on: train, or train+val (refit a recipe chosen on validation; needs "
+                   "--select-on last and --calibration-from).")
+          ] = "train",
+          calibration_from: CalibrationFromOption = None,
           threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:
@@ -88,13 +99,16 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
                           dropout=dropout, cutmix_prob=cutmix_prob, threads=threads,
                           teacher=",".join(str(t) for t in teacher or []),
                           distill_weight=distill_weight if teacher else 0.0,
-                          activation=activation, select_on=select_on)
+                          activation=activation, select_on=select_on, fit_on=fit_on)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+    if package and cfg.fit_on != "train" and calibration_from is None:
+        err.print("[red]a refit is packaged with --calibration-from (or train it with --no-package)[/red]")
+        raise typer.Exit(2)
     run_training(cfg)
     if package:
-        package_release(out, out, data_dir)
+        package_release(out, out, data_dir, calibration_from=calibration_from)
         console.print(f"release written to {out}")
 
 
@@ -104,6 +118,7 @@ def package_cmd(run: Annotated[Path | None, typer.Option(help="Training run dire
                 data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
                 card_only: Annotated[bool, typer.Option(
                     help="Only write OUT's MODEL_CARD.md again from its own files (no evaluation).")] = False,
+                calibration_from: CalibrationFromOption = None,
                 ) -> None:
     """Calibrate a trained run on validation, evaluate it, and write the release and model card."""
     from training.data import DEFAULT_DATA_DIR
@@ -115,7 +130,11 @@ def package_cmd(run: Annotated[Path | None, typer.Option(help="Training run dire
     if run is None:
         err.print("[red]--run is required (or --card-only)[/red]")
         raise typer.Exit(2)
-    package_release(run, out, data or DEFAULT_DATA_DIR)
+    try:
+        package_release(run, out, data or DEFAULT_DATA_DIR, calibration_from=calibration_from)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     console.print(f"release written to {out}")
 
 

@@ -35,6 +35,12 @@ def read_manifest(path: Path | str, file_name: str, what: str) -> tuple[Path, di
     return manifest_path, data
 
 
+def fitted_splits(training: dict) -> tuple[str, ...]:
+    """Splits a training config's weights were fitted on: ("train",), or ("train", "val") for a refit
+    (``skin-plugin train --fit-on train+val``); configs older than the field trained on "train"."""
+    return tuple(str(training.get("fit_on", "train")).split("+"))
+
+
 @dataclass(frozen=True)
 class ModelRelease:
     directory: Path
@@ -62,6 +68,16 @@ class ModelRelease:
     def activation(self) -> str:
         """LesionCNN's nonlinearity (releases older than the field used ReLU)."""
         return str(self.manifest.get("activation", LEGACY_ACTIVATION))
+
+    @property
+    def fitted_splits(self) -> tuple[str, ...]:
+        """Splits the weights were trained on (``fitted_splits``)."""
+        return fitted_splits(self.manifest.get("training", {}))
+
+    @property
+    def held_out_splits(self) -> tuple[str, ...]:
+        """Labelled splits the weights never saw, on which the release is scored."""
+        return tuple(s for s in ("val", "test") if s not in self.fitted_splits)
 
     @property
     def calibration(self) -> Calibration:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,7 +144,10 @@ def test_checkpoint_kept_on_the_calibrated_score(smoke_release, small_ham, tmp_p
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"select_on": "calibratd"}, "select_on 'calibratd': choose one of balanced_accuracy, calibrated"),
+    ({"select_on": "calibratd"}, "select_on 'calibratd': choose one of balanced_accuracy, calibrated, last"),
+    ({"fit_on": "train+test"}, "fit_on 'train+test': choose one of train, train+val"),
+    ({"fit_on": "train+val"}, "fit_on 'train+val' trains on validation: select_on must be 'last' "
+                              "(choosing a checkpoint on training images would be circular)"),
     ({"activation": "gelu"}, "activation 'gelu': choose one of relu, silu"),
     ({"sampling_power": 1.5}, "sampling_power 1.5 is outside 0..1"),
     ({"distill_weight": 0.5}, "distill_weight > 0 needs a teacher"),
@@ -191,7 +195,7 @@ def test_flip_tta_logits_do_not_change_when_the_image_is_flipped():
     import torch
 
     from skin_plugin.networks import LesionCNN
-    from training.train import predict_logits
+    from skin_plugin.torch_classifier import predict_logits
 
     torch.manual_seed(0)
     model = LesionCNN().eval()
@@ -207,3 +211,72 @@ def test_flip_tta_logits_do_not_change_when_the_image_is_flipped():
     for flipped in (images.flip(3), images.flip(2)):
         assert relative_gap(predict_logits(model, flipped, flip_tta=True)) < 1e-4
     assert relative_gap(predict_logits(model, images)) > 1e-2
+
+
+@pytest.fixture(scope="module")
+def smoke_refit(smoke_release, small_ham, tmp_path_factory) -> Path:
+    """The smoke recipe trained again on train + validation, packaged with the smoke release's rule."""
+    run = tmp_path_factory.mktemp("refit")
+    cfg = TrainConfig(data_dir=str(small_ham), out_dir=str(run), cache_dir=str(smoke_release / "cache"),
+                      max_epochs=2, max_batches_per_epoch=2, batch_size=16, warmup_epochs=1,
+                      fit_on="train+val", select_on="last")
+    train(cfg)
+    assert all("val_loss" not in row for row in cfg.history)  # no in-sample "validation" figures
+    package_release(run, run / "release", small_ham, bootstrap=0, calibration_from=smoke_release)
+    return run / "release"
+
+
+def test_a_refit_carries_over_the_train_only_runs_decision_rule(smoke_release, smoke_refit):
+    """A refit trained on validation is calibrated and validated by its train-only sibling, scored on test only."""
+    from training.refit import RecipeValidation
+
+    refit, source = ModelRelease.load(smoke_refit), ModelRelease.load(smoke_release)
+    refit.verify()
+    assert refit.fitted_splits == ("train", "val") and refit.held_out_splits == ("test",)
+    assert source.held_out_splits == ("val", "test")
+    assert refit.calibration == source.calibration
+    assert refit.manifest["training"]["best_epoch"] == 2  # the last epoch
+    assert refit.manifest["training"]["calibration_from"].startswith(f"LesionCNN {source.version} (sha256 ")
+    assert json.loads((smoke_refit / "metrics.json").read_text()).keys() == {"test"}
+    assert not (smoke_refit / "metrics_val.json").exists()
+    recipe = RecipeValidation.load(smoke_refit / "recipe_validation.json")
+    assert recipe.metrics_val == json.loads((smoke_release / "metrics.json").read_text())["val"]
+    card = (smoke_refit / "MODEL_CARD.md").read_text()
+    assert "**Refit.**" in card and f"| val (LesionCNN {source.version}, train only) |" in card
+    assert "the EMA weights of the last epoch are kept (epoch 2)" in card
+
+
+def test_a_refit_can_be_packaged_again_from_its_own_recipe_file(smoke_refit, small_ham, tmp_path):
+    """``--calibration-from RELEASE/recipe_validation.json`` reproduces a refit release without its source."""
+    package_release(smoke_refit.parent, tmp_path, small_ham, bootstrap=0,
+                    calibration_from=smoke_refit / "recipe_validation.json")
+    assert ModelRelease.load(tmp_path).calibration == ModelRelease.load(smoke_refit).calibration
+    assert (tmp_path / "MODEL_CARD.md").read_text() == (smoke_refit / "MODEL_CARD.md").read_text()
+
+
+def test_a_refit_refuses_a_rule_it_cannot_inherit(smoke_release, smoke_refit, small_ham, tmp_path):
+    """No source, another recipe, another split, or a refit as the source: each is refused with its reason."""
+    with pytest.raises(ValueError, match="trained on validation too: give calibration_from"):
+        package_release(smoke_refit.parent, tmp_path / "a", small_ham, bootstrap=0)
+    train_only = TrainConfig(data_dir=str(small_ham), out_dir=str(tmp_path / "run"),
+                             cache_dir=str(smoke_release / "cache"), max_epochs=1, max_batches_per_epoch=1,
+                             batch_size=16, warmup_epochs=1)
+    train(train_only)
+    with pytest.raises(ValueError, match="calibration_from is for refits"):
+        package_release(tmp_path / "run", tmp_path / "b", small_ham, bootstrap=0, calibration_from=smoke_release)
+    with pytest.raises(ValueError, match="itself a refit"):
+        package_release(smoke_refit.parent, tmp_path / "c", small_ham, bootstrap=0, calibration_from=smoke_refit)
+    other = tmp_path / "other_recipe"
+    shutil.copytree(smoke_release, other)
+    manifest = json.loads((other / "model.json").read_text())
+    manifest["training"]["dropout"] = 0.3
+    (other / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"recipe differs .* in dropout \(0.2 vs 0.3\)"):
+        package_release(smoke_refit.parent, tmp_path / "d", small_ham, bootstrap=0, calibration_from=other)
+    manifest["training"]["dropout"] = 0.2
+    (other / "model.json").write_text(json.dumps(manifest))
+    with open(other / "split.csv", "a") as f:
+        f.write("ISIC_0000000,HAM_0000000,HAM_0000000,nv,train\n")
+    with pytest.raises(ValueError, match="is not the split"):
+        package_release(smoke_refit.parent, tmp_path / "e", small_ham, bootstrap=0, calibration_from=other)
+    assert not (tmp_path / "a").exists()  # refused before anything was written

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skin_plugin.torch_classifier import predict_logits
 from training.calibrate import calibrated_scores, log_class_prior
 from training.data import read_metadata, read_split
 from training.evaluate import load_evaluation_set
-from training.train import load_frozen_lesioncnn, predict_logits
+from training.train import load_frozen_lesioncnn
 
 
 @dataclass(frozen=True)

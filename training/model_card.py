@@ -7,6 +7,7 @@ from pathlib import Path
 
 from skin_plugin.constants import CLASS_CODES, LEGACY_ACTIVATION, LESION_CLASSES
 from training.data import Record
+from training.refit import RecipeValidation
 
 ACTIVATION_NAMES = {"relu": "ReLU", "silu": "SiLU (swish)"}
 PROJECT_TARGETS: tuple[tuple[str, str, float, float | None], ...] = (
@@ -18,7 +19,9 @@ PROJECT_TARGETS: tuple[tuple[str, str, float, float | None], ...] = (
 SELECTION_NAMES = {
     "balanced_accuracy": "validation balanced accuracy",
     "calibrated": "validation mean of accuracy and balanced accuracy under the calibrated decision rule",
+    "last": "last epoch",
 }
+"""How a run chose its checkpoint epoch (``TrainConfig.select_on``)."""
 
 
 def _pct(v: float | None) -> str:
@@ -37,7 +40,8 @@ def _ci(m: dict, key: str, pct: bool) -> str:
 
 
 def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], records: list[Record],
-                     split: dict[str, str], history: list[dict]) -> None:
+                     split: dict[str, str], history: list[dict], recipe: RecipeValidation | None = None) -> None:
+    """Write the card; ``recipe`` is a refit's train-only source (its calibration and validation)."""
     cal = manifest["calibration"]
     tr = manifest["training"]
     base = manifest["baseline"]["resnet50"]
@@ -97,11 +101,11 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         f"- From scratch (no pretrained weights), AdamW (lr {tr['lr']}, weight decay {tr['weight_decay']}),",
         f"  batch {tr['batch_size']}, {tr['warmup_epochs']} warm-up epochs then cosine decay over "
         f"{tr['max_epochs']} epochs, label smoothing {tr['label_smoothing']},",
-        f"  dropout {tr['dropout']}, EMA of the weights (decay {tr['ema_decay']}); the EMA weights of",
-        f"  the epoch with the best {SELECTION_NAMES[tr.get('select_on', 'balanced_accuracy')]} are kept "
-        f"(epoch {tr['best_epoch']}).",
+        f"  dropout {tr['dropout']}, EMA of the weights (decay {tr['ema_decay']}); {_kept_weights(tr)}",
         f"- Ran {len(history)} epochs in {history[-1]['minutes']:.1f} min on this machine's CPU "
-        f"({tr['threads']} thread{'s' if tr['threads'] != 1 else ''}), validation included.",
+        f"({tr['threads']} thread{'s' if tr['threads'] != 1 else ''})"
+        + (", trained on the train and validation splits." if recipe else ", validation included."),
+        *_refit_lines(recipe, Counter(split[r.image_id] for r in records)),
         *_distillation_lines(tr),
         "- Class imbalance (nv is 67%): **square-root class-balanced sampling** (a class-c image is",
         f"  drawn with weight n_c^-{tr['sampling_power']}), plain unweighted loss. Full inverse-frequency",
@@ -110,6 +114,8 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "  0.85–1.25, shift ±10%, brightness/contrast/saturation ±20%, per-channel gain ±5%.",
         "",
         "## Calibration and decision rule (fitted on validation only)",
+        *([f"Carried over from {recipe.label}, the train-only run of this recipe: this release trained on",
+           "validation, so it cannot be calibrated there.", ""] if recipe else []),
         f"- Probabilities: softmax(logits / T + a · log prior), T = {cal['temperature']:.3f}, "
         f"a = {cal['prior_weight']:.3f}, fitted by",
         "  validation log-loss; they estimate class probabilities at the HAM10000 prevalence.",
@@ -119,11 +125,15 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "## Results",
         "Measured by `skin-plugin evaluate` on the lesion-grouped splits; 95% intervals by bootstrap over",
         "lesions (1,000 resamples). The test split was not used for any choice.",
+        *([f"This release trained on validation: the validation row is {recipe.label}'s, the train-only",
+           "run that chose the recipe and the decision rule."] if recipe else []),
         "",
         "| split | images | accuracy | balanced accuracy | macro F1 | melanoma AUC | ECE |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for s, m in metrics.items():
+    rows = {**({f"val ({recipe.name} {recipe.version}, train only)": recipe.metrics_val} if recipe else {}),
+            **metrics}
+    for s, m in rows.items():
         lines.append(
             f"| {s} | {m['n_images']} | {_pct(m['accuracy'])}{_ci(m, 'accuracy', True)} | "
             f"{_num(m['balanced_accuracy'])}{_ci(m, 'balanced_accuracy', False)} | "
@@ -168,6 +178,26 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _kept_weights(tr: dict) -> str:
+    """Which epoch's EMA weights the run kept, and why."""
+    if tr.get("select_on") == "last":
+        return f"the EMA weights of the {SELECTION_NAMES['last']} are kept (epoch {tr['best_epoch']})."
+    rule = SELECTION_NAMES[tr.get("select_on", "balanced_accuracy")]
+    return f"the EMA weights of\n  the epoch with the best {rule} are kept (epoch {tr['best_epoch']})."
+
+
+def _refit_lines(recipe: RecipeValidation | None, images: Counter) -> list[str]:
+    """How a refit relates to the train-only run that chose its recipe (``skin-plugin train --fit-on``)."""
+    if recipe is None:
+        return []
+    return [f"- **Refit.** The recipe was chosen, and its decision rule fitted, on validation by {recipe.label},",
+            f"  trained on the train split only ({images['train']:,} images). This release is the same recipe",
+            "  (same settings, split and number of epochs) trained again on the train and validation splits",
+            f"  ({images['train'] + images['val']:,} images); as no validation is left, its last epoch is kept and "
+            "the decision",
+            "  rule is carried over. Only the test split measures it."]
 
 
 def _target_lines(test: dict) -> list[str]:

@@ -30,6 +30,7 @@ from training.calibrate import fit_calibration, log_class_prior
 from training.data import DEFAULT_DATA_DIR, read_metadata, read_split
 from training.evaluate import evaluate, load_evaluation_set
 from training.model_card import write_model_card
+from training.refit import RECIPE_VALIDATION_NAME, RecipeValidation, is_refit
 
 RUN_FILES = ("split.csv", "history.json", "training_curves.png")
 
@@ -46,10 +47,26 @@ def _complexities() -> dict:
 
 
 def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
-                    bootstrap: int = 1000) -> ModelRelease:
-    """Calibrate on validation, evaluate validation and test, write the release into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+                    bootstrap: int = 1000, calibration_from: Path | None = None) -> ModelRelease:
+    """Calibrate on validation, evaluate validation and test, write the release into ``out_dir``.
+
+    A refit (trained on train + validation) is not calibrated or scored on validation: it takes the
+    decision rule and validation figures of ``calibration_from``, the train-only release of its recipe,
+    and is scored on test alone.
+    """
     ckpt = torch.load(run_dir / "lesioncnn.pt", map_location="cpu", weights_only=False)
+    refit = is_refit(ckpt["config"])
+    recipe = None
+    if refit:
+        if calibration_from is None:
+            raise ValueError(f"{run_dir} was trained on validation too: give calibration_from, the "
+                             "train-only release of the same recipe")
+        recipe = RecipeValidation.load(calibration_from)  # read before out_dir may be overwritten
+        recipe.check_refit(ckpt["config"], run_dir / "split.csv")
+    elif calibration_from is not None:
+        raise ValueError(f"{run_dir} was trained on the training split only: it is calibrated on "
+                         "validation itself, calibration_from is for refits")
+    out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_NAME
     torch.save(ckpt["state_dict"], weights)
     if run_dir.resolve() != out_dir.resolve():
@@ -80,21 +97,29 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         "license": "CC BY-NC-SA 4.0 (derived from HAM10000, Tschandl et al. 2018)",
         "intended_use": "Research and engineering evaluation only. Not for clinical use.",
     }
+    for stale in (RECIPE_VALIDATION_NAME, "metrics_val.json", "metrics_val.confusion.png"):
+        (out_dir / stale).unlink(missing_ok=True)
+    if recipe is not None:
+        manifest["calibration"] = recipe.calibration
+        manifest["training"]["calibration_from"] = recipe.label
+        recipe.write(out_dir / RECIPE_VALIDATION_NAME)
+    else:
+        # Calibration is fitted on validation logits of the uncalibrated release.
+        from skin_plugin.torch_classifier import TorchClassifier
+
+        (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        val = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val")
+        logits = TorchClassifier(ModelRelease.load(out_dir)).logits(val.images)
+        val_labels = np.array([r.label for r in val.records])
+        manifest["calibration"] = fit_calibration(logits, val_labels, log_prior).to_dict()
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
 
-    # Calibration is fitted on validation logits of the uncalibrated release.
     from skin_plugin.torch_classifier import TorchClassifier
-
-    val = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val")
-    logits = TorchClassifier(ModelRelease.load(out_dir)).logits(val.images)
-    val_labels = np.array([r.label for r in val.records])
-    manifest["calibration"] = fit_calibration(logits, val_labels, log_prior).to_dict()
-    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
 
     release = ModelRelease.load(out_dir)
     classifier = TorchClassifier(release)
     metrics = {}
-    for name in ("val", "test"):
+    for name in release.held_out_splits:
         metrics[name] = evaluate(data_dir / "metadata.csv", data_dir / "images", classifier,
                                  out_dir / f"metrics_{name}.json", split_file, name, bootstrap=bootstrap)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -108,6 +133,8 @@ def rewrite_model_card(release_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> 
     metrics = json.loads((release_dir / "metrics.json").read_text())
     history = json.loads((release_dir / "history.json").read_text())
     records = read_metadata(data_dir / "metadata.csv")
+    recipe_file = release_dir / RECIPE_VALIDATION_NAME
+    recipe = RecipeValidation.load(recipe_file) if is_refit(manifest["training"]) else None
     path = release_dir / "MODEL_CARD.md"
-    write_model_card(path, manifest, metrics, records, read_split(release_dir / "split.csv"), history)
+    write_model_card(path, manifest, metrics, records, read_split(release_dir / "split.csv"), history, recipe)
     return path

@@ -17,16 +17,19 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
 from skin_plugin.networks import ACTIVATIONS, DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
-from skin_plugin.release import MANIFEST_NAME, ModelRelease
-from skin_plugin.transforms import BatchAugment, flip_views, normalize_batch
+from skin_plugin.release import MANIFEST_NAME, ModelRelease, fitted_splits
+from skin_plugin.torch_classifier import predict_logits
+from skin_plugin.transforms import BatchAugment, normalize_batch
 from training.calibrate import calibrated_scores, log_class_prior
 from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
 from training.metrics import balanced_accuracy
 
 console = Console()
 
-CHECKPOINT_RULES = ("balanced_accuracy", "calibrated")
+CHECKPOINT_RULES = ("balanced_accuracy", "calibrated", "last")
 """What ``TrainConfig.select_on`` may name (see its docstring)."""
+FIT_SETS = ("train", "train+val")
+"""What ``TrainConfig.fit_on`` may name: the splits whose images the network is trained on."""
 
 
 @dataclass
@@ -62,9 +65,12 @@ class TrainConfig:
     activation: str = DEFAULT_ACTIVATION
     """LesionCNN's nonlinearity: "relu" or "silu"."""
     select_on: str = "calibrated"
-    """Checkpoint kept: best validation "balanced_accuracy" of the raw argmax, or best "calibrated"
+    """Checkpoint kept: best validation "balanced_accuracy" of the raw argmax, best "calibrated"
     score (mean of accuracy and balanced accuracy under the decision rule fitted on validation,
-    the rule that ships)."""
+    the rule that ships), or the "last" epoch's weights."""
+    fit_on: str = "train"
+    """"train", or "train+val": refit a recipe chosen on validation on both splits (no validation is
+    left, so the last epoch is kept and the calibration comes from the train-only run of the recipe)."""
     threads: int = 2
     history: list[dict] = field(default_factory=list)
 
@@ -72,6 +78,11 @@ class TrainConfig:
         """Reject settings that would otherwise train something other than what was asked for."""
         if self.select_on not in CHECKPOINT_RULES:
             raise ValueError(f"select_on {self.select_on!r}: choose one of {', '.join(CHECKPOINT_RULES)}")
+        if self.fit_on not in FIT_SETS:
+            raise ValueError(f"fit_on {self.fit_on!r}: choose one of {', '.join(FIT_SETS)}")
+        if "val" in fitted_splits(asdict(self)) and self.select_on != "last":
+            raise ValueError(f"fit_on {self.fit_on!r} trains on validation: select_on must be 'last' "
+                             f"(choosing a checkpoint on training images would be circular)")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
         for name in ("sampling_power", "distill_weight", "cutmix_prob"):
@@ -85,18 +96,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
-                   flip_tta: bool = False) -> torch.Tensor:
-    """Logits for a uint8 (N, 3, H, W) tensor; ``flip_tta`` averages the four flips (4x the compute)."""
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = normalize_batch(images[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
-        out.append(torch.stack([model(v) for v in flip_views(x)]).mean(0) if flip_tta else model(x))
-    return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
 
 
 def _ema_with_warmup(decay: float):
@@ -172,17 +171,45 @@ def plot_curves(history: list[dict], path: Path) -> None:
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.plot(epochs, [h["train_loss"] for h in history], label="train loss (augmented, smoothed labels)")
-    a.plot(epochs, [h["val_loss"] for h in history], label="validation loss (EMA weights)")
+    validated = [h for h in history if "val_loss" in h]
+    val_epochs = [h["epoch"] for h in validated]
+    if validated:
+        a.plot(val_epochs, [h["val_loss"] for h in validated], label="validation loss (EMA weights)")
     a.set_xlabel("epoch")
     a.legend()
-    b.plot(epochs, [h["val_accuracy"] for h in history], label="validation accuracy")
-    b.plot(epochs, [h["val_balanced_accuracy"] for h in history], label="validation balanced accuracy")
+    if validated:
+        b.plot(val_epochs, [h["val_accuracy"] for h in validated], label="validation accuracy")
+        b.plot(val_epochs, [h["val_balanced_accuracy"] for h in validated],
+               label="validation balanced accuracy")
+        b.legend()
+    else:
+        b.text(0.5, 0.5, "trained on validation too:\nno validation curve", ha="center", va="center",
+               transform=b.transAxes)
     b.set_xlabel("epoch")
     b.set_ylim(0, 1)
-    b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _validation_row(model: torch.nn.Module, x_val: torch.Tensor, y_val: torch.Tensor,
+                    log_prior: np.ndarray) -> dict:
+    """An epoch's validation figures: raw argmax, and under the decision rule calibrated on validation."""
+    logits = predict_logits(model, x_val)
+    pred = logits.argmax(1)
+    return {"val_loss": float(F.cross_entropy(logits, y_val)),
+            "val_accuracy": float((pred == y_val).float().mean()),
+            "val_balanced_accuracy": balanced_accuracy(y_val.numpy(), pred.numpy()),
+            **calibrated_scores(logits.numpy(), y_val.numpy(), log_prior)}
+
+
+def _progress_info(row: dict, best: float, best_epoch: int) -> str:
+    info = f"loss {row['train_loss']:.3f}"
+    if "val_accuracy" in row:
+        info += (f" val acc {row['val_accuracy']:.3f} bal {row['val_balanced_accuracy']:.3f} calibrated "
+                 f"{row['val_cal_accuracy']:.3f}/{row['val_cal_balanced_accuracy']:.3f} "
+                 f"(best {best:.3f} @ {best_epoch})")
+    return info
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -198,13 +225,17 @@ def train(cfg: TrainConfig) -> Path:
     write_split(out / "split.csv", records, split, dup)
     images = decode_all(records, data_dir / "images", Path(cfg.cache_dir))
     labels = torch.tensor([r.label for r in records])
-    idx = {s: torch.tensor([i for i, r in enumerate(records) if split[r.image_id] == s])
-           for s in ("train", "val")}
-    x_train, y_train = images[idx["train"]], labels[idx["train"]]
-    x_val, y_val = images[idx["val"]], labels[idx["val"]]
+    fit_splits = fitted_splits(asdict(cfg))
+    validate = "val" not in fit_splits
+    idx_fit = torch.tensor([i for i, r in enumerate(records) if split[r.image_id] in fit_splits])
+    idx_val = torch.tensor([i for i, r in enumerate(records) if split[r.image_id] == "val"])
+    x_train, y_train = images[idx_fit], labels[idx_fit]
+    x_val, y_val = images[idx_val], labels[idx_val]
     counts = torch.bincount(y_train, minlength=NUM_CLASSES).float()
     sample_weight = counts.pow(-cfg.sampling_power)[y_train]
-    console.print(f"train {len(y_train)} / val {len(y_val)} images; train counts "
+    console.print(f"fit on {cfg.fit_on}: {len(y_train)} images"
+                  + (f", validation {len(y_val)}" if validate else " (no validation: last epoch kept)")
+                  + "; counts "
                   + ", ".join(f"{c}={int(n)}" for c, n in zip(CLASS_CODES, counts)))
 
     log_prior = log_class_prior(y_train.numpy())
@@ -264,31 +295,28 @@ def train(cfg: TrainConfig) -> Path:
                 ema.update_parameters(model)
                 losses.append(loss.item())
                 step += 1
-            logits = predict_logits(ema.module, x_val)
-            pred = logits.argmax(1)
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                   "val_loss": float(F.cross_entropy(logits, y_val)),
-                   "val_accuracy": float((pred == y_val).float().mean()),
-                   "val_balanced_accuracy": balanced_accuracy(y_val.numpy(), pred.numpy()),
-                   **calibrated_scores(logits.numpy(), y_val.numpy(), log_prior),
-                   "minutes": (time.monotonic() - start) / 60}
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+            if validate:
+                row.update(_validation_row(ema.module, x_val, y_val, log_prior))
+            row["minutes"] = (time.monotonic() - start) / 60
             cfg.history.append(row)
-            score = row["val_score"] if cfg.select_on == "calibrated" else row["val_balanced_accuracy"]
+            score = {"calibrated": row.get("val_score"), "balanced_accuracy": row.get("val_balanced_accuracy"),
+                     "last": float(epoch)}[cfg.select_on]
             if score > best:
                 best, best_epoch = score, epoch
                 torch.save({"state_dict": ema.module.state_dict(), "epoch": epoch,
                             "config": {k: v for k, v in asdict(cfg).items() if k != "history"}}, ckpt_path)
-            progress.update(task, advance=1, info=(
-                f"loss {row['train_loss']:.3f} val acc {row['val_accuracy']:.3f} "
-                f"bal {row['val_balanced_accuracy']:.3f} calibrated {row['val_cal_accuracy']:.3f}/"
-                f"{row['val_cal_balanced_accuracy']:.3f} (best {best:.3f} @ {best_epoch})"))
+            progress.update(task, advance=1, info=_progress_info(row, best, best_epoch))
             (out / "history.json").write_text(json.dumps(cfg.history, indent=1))
             plot_curves(cfg.history, out / "training_curves.png")
-            if epoch - best_epoch >= cfg.patience:
+            if validate and epoch - best_epoch >= cfg.patience:
                 console.print(f"early stop: no better validation balanced accuracy for {cfg.patience} epochs")
                 break
             if row["minutes"] >= cfg.max_minutes:
                 console.print(f"time budget of {cfg.max_minutes} min reached")
                 break
-    console.print(f"best validation {cfg.select_on} {best:.4f} at epoch {best_epoch}; saved {ckpt_path}")
+    if cfg.select_on == "last":
+        console.print(f"kept the last epoch ({best_epoch}); saved {ckpt_path}")
+    else:
+        console.print(f"best validation {cfg.select_on} {best:.4f} at epoch {best_epoch}; saved {ckpt_path}")
     return ckpt_path
