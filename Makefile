@@ -35,11 +35,12 @@ test: $(STAMP) system-deps  ## Lint and run the whole test suite.
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-train: $(STAMP)  ## Train a new model into runs/lesioncnn (80 epochs; the model card gives the shipped run's time).
-	$(BIN)/skin-plugin train --out runs/lesioncnn
+train: $(STAMP)  ## The shipped recipe twice: on train (validation picks the rule), then refit on train+val.
+	$(BIN)/skin-plugin train --out runs/lesioncnn-val --max-minutes 240
+	$(BIN)/skin-plugin train --out runs/lesioncnn --fit-on train+val --select-on last --max-minutes 240 --no-package
 
-release: $(STAMP)  ## Package runs/lesioncnn as the shipped release (calibration, metrics, model card).
-	$(BIN)/skin-plugin package --run runs/lesioncnn --out skin_plugin/release
+release: $(STAMP)  ## Package the refit as the shipped release, with the train-only run's decision rule.
+	$(BIN)/skin-plugin package --run runs/lesioncnn --out skin_plugin/release --calibration-from runs/lesioncnn-val
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -279,4 +279,11 @@ def test_a_refit_refuses_a_rule_it_cannot_inherit(smoke_release, smoke_refit, sm
         f.write("ISIC_0000000,HAM_0000000,HAM_0000000,nv,train\n")
     with pytest.raises(ValueError, match="is not the split"):
         package_release(smoke_refit.parent, tmp_path / "e", small_ham, bootstrap=0, calibration_from=other)
-    assert not (tmp_path / "a").exists()  # refused before anything was written
+    truncated = TrainConfig(data_dir=str(small_ham), out_dir=str(tmp_path / "truncated"),
+                            cache_dir=str(smoke_release / "cache"), max_epochs=2, max_batches_per_epoch=2,
+                            batch_size=16, warmup_epochs=1, fit_on="train+val", select_on="last", max_minutes=0)
+    train(truncated)
+    with pytest.raises(ValueError, match="stopped at epoch 1 of 2"):
+        package_release(tmp_path / "truncated", tmp_path / "f", small_ham, bootstrap=0,
+                        calibration_from=smoke_release)
+    assert not any((tmp_path / x).exists() for x in "acdef")  # refused before anything was written

@@ -26,6 +26,7 @@ from skin_plugin.constants import (
 )
 from skin_plugin.networks import LesionCNN, resnet50_baseline
 from skin_plugin.release import MANIFEST_NAME, WEIGHTS_NAME, ModelRelease, sha256_file
+from skin_plugin.torch_classifier import TorchClassifier
 from training.calibrate import fit_calibration, log_class_prior
 from training.data import DEFAULT_DATA_DIR, read_metadata, read_split
 from training.evaluate import evaluate, load_evaluation_set
@@ -63,6 +64,9 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
                              "train-only release of the same recipe")
         recipe = RecipeValidation.load(calibration_from)  # read before out_dir may be overwritten
         recipe.check_refit(ckpt["config"], run_dir / "split.csv")
+        if ckpt["epoch"] != ckpt["config"]["max_epochs"]:
+            raise ValueError(f"{run_dir} stopped at epoch {ckpt['epoch']} of {ckpt['config']['max_epochs']} "
+                             "(time budget?): a refit must run its recipe's whole schedule")
     elif calibration_from is not None:
         raise ValueError(f"{run_dir} was trained on the training split only: it is calibrated on "
                          "validation itself, calibration_from is for refits")
@@ -105,16 +109,12 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         recipe.write(out_dir / RECIPE_VALIDATION_NAME)
     else:
         # Calibration is fitted on validation logits of the uncalibrated release.
-        from skin_plugin.torch_classifier import TorchClassifier
-
         (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
         val = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val")
         logits = TorchClassifier(ModelRelease.load(out_dir)).logits(val.images)
         val_labels = np.array([r.label for r in val.records])
         manifest["calibration"] = fit_calibration(logits, val_labels, log_prior).to_dict()
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
-
-    from skin_plugin.torch_classifier import TorchClassifier
 
     release = ModelRelease.load(out_dir)
     classifier = TorchClassifier(release)
