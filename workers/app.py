@@ -11,6 +11,7 @@ import ssl
 from celery import Celery
 from kombu import Exchange, Queue
 
+from workers.broker_transport import TRANSPORT
 from workers.config import QUEUES, WorkerSettings
 
 settings = WorkerSettings.from_env()
@@ -34,6 +35,7 @@ def make_app(settings: WorkerSettings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,  # results live in the batch store (workers.store), not a backend
         task_serializer="json", accept_content=["json"],
+        broker_transport=TRANSPORT,  # kombu's Redis transport, kept alive through a Redis restart
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
