@@ -68,6 +68,8 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           max_batches_per_epoch: Annotated[int, typer.Option(help="Limit batches (smoke runs).")] = 0,
           sampling_power: Annotated[float, typer.Option(help="Class-balanced sampling power (0..1).")] = 0.5,
           dropout: float = 0.2,
+          logit_adjust: Annotated[float, typer.Option(
+              help="tau of the logit-adjusted loss (0..1; 0 = plain cross-entropy).")] = 0.0,
           cutmix_prob: Annotated[float, typer.Option(help="Share of batches mixed with CutMix.")] = 0.0,
           teacher: Annotated[list[Path] | None, typer.Option(
               help="Distil from these LesionCNN weights (e.g. skin_plugin/release/lesioncnn.pt); "
@@ -96,7 +98,7 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
         cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(out), seed=seed, max_epochs=epochs,
                           patience=patience, max_minutes=max_minutes,
                           max_batches_per_epoch=max_batches_per_epoch, sampling_power=sampling_power,
-                          dropout=dropout, cutmix_prob=cutmix_prob, threads=threads,
+                          dropout=dropout, cutmix_prob=cutmix_prob, threads=threads, logit_adjust=logit_adjust,
                           teacher=",".join(str(t) for t in teacher or []),
                           distill_weight=distill_weight if teacher else 0.0,
                           activation=activation, select_on=select_on, fit_on=fit_on)

@@ -151,6 +151,8 @@ def test_checkpoint_kept_on_the_calibrated_score(smoke_release, small_ham, tmp_p
     ({"activation": "gelu"}, "activation 'gelu': choose one of relu, silu"),
     ({"sampling_power": 1.5}, "sampling_power 1.5 is outside 0..1"),
     ({"distill_weight": 0.5}, "distill_weight > 0 needs a teacher"),
+    ({"logit_adjust": 1.0, "cutmix_prob": 0.5},
+     "logit_adjust applies to the plain cross-entropy loss: not with cutmix or a teacher"),
 ])
 def test_a_mistyped_setting_is_refused(bad, message):
     """A typo must not silently train with another checkpoint rule or network."""
@@ -287,3 +289,16 @@ def test_a_refit_refuses_a_rule_it_cannot_inherit(smoke_release, smoke_refit, sm
         package_release(tmp_path / "truncated", tmp_path / "f", small_ham, bootstrap=0,
                         calibration_from=smoke_release)
     assert not any((tmp_path / x).exists() for x in "acdef")  # refused before anything was written
+
+
+def test_logit_adjusted_loss(smoke_release, small_ham, tmp_path):
+    """A run with the logit-adjusted loss trains, packages, and its card says how the imbalance was handled."""
+    cfg = TrainConfig(data_dir=str(small_ham), out_dir=str(tmp_path), cache_dir=str(smoke_release / "cache"),
+                      max_epochs=1, max_batches_per_epoch=2, batch_size=16, warmup_epochs=1,
+                      sampling_power=0.0, logit_adjust=1.0)
+    train(cfg)
+    package_release(tmp_path, tmp_path, small_ham, bootstrap=0)
+    assert ModelRelease.load(tmp_path).manifest["training"]["logit_adjust"] == 1.0
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "**logit-adjusted loss**" in card and "logits + 1 · log class prior" in card
+    assert "weight n_c^-0 (0 = at their natural frequencies)" in card

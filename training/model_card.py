@@ -107,9 +107,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         + (", trained on the train and validation splits." if recipe else ", validation included."),
         *_refit_lines(recipe, Counter(split[r.image_id] for r in records)),
         *_distillation_lines(tr),
-        "- Class imbalance (nv is 67%): **square-root class-balanced sampling** (a class-c image is",
-        f"  drawn with weight n_c^-{tr['sampling_power']}), plain unweighted loss. Full inverse-frequency",
-        "  weighting was avoided: it buys rare-class recall with a large loss of nv recall and accuracy.",
+        *_imbalance_lines(tr),
         "- Augmentation (MONAI `RandomizableTransform` on whole batches): any rotation, both flips, zoom",
         "  0.85–1.25, shift ±10%, brightness/contrast/saturation ±20%, per-channel gain ±5%.",
         "",
@@ -198,6 +196,18 @@ def _refit_lines(recipe: RecipeValidation | None, images: Counter) -> list[str]:
             f"  ({images['train'] + images['val']:,} images); as no validation is left, its last epoch is kept and "
             "the decision",
             "  rule is carried over. Only the test split measures it."]
+
+
+def _imbalance_lines(tr: dict) -> list[str]:
+    """How the run handled the class imbalance: sampling power and, if used, the logit-adjusted loss."""
+    tau = tr.get("logit_adjust", 0.0)
+    if tau:
+        return ["- Class imbalance (nv is 67%): **logit-adjusted loss** (Menon et al. 2021): cross-entropy of",
+                f"  logits + {tau:g} · log class prior, so the network learns prior-free logits; images drawn with",
+                f"  weight n_c^-{tr['sampling_power']:g} (0 = at their natural frequencies)."]
+    return ["- Class imbalance (nv is 67%): **square-root class-balanced sampling** (a class-c image is",
+            f"  drawn with weight n_c^-{tr['sampling_power']}), plain unweighted loss. Full inverse-frequency",
+            "  weighting was avoided: it buys rare-class recall with a large loss of nv recall and accuracy."]
 
 
 def _target_lines(test: dict) -> list[str]:

@@ -16,7 +16,7 @@ from skin_plugin.release import MANIFEST_NAME, ModelRelease, fitted_splits, sha2
 
 RECIPE_VALIDATION_NAME = "recipe_validation.json"
 RECIPE_KEYS = ("seed", "max_epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
-               "sampling_power", "ema_decay", "dropout", "cutmix_prob", "cutmix_alpha", "teacher",
+               "sampling_power", "logit_adjust", "ema_decay", "dropout", "cutmix_prob", "cutmix_alpha", "teacher",
                "distill_weight", "distill_temperature", "activation")
 """Training settings that make a recipe: a refit must share them with its train-only source."""
 
@@ -62,7 +62,12 @@ class RecipeValidation:
         if sha256_file(split_file) != self.split_sha256:
             raise ValueError(f"{split_file} is not the split {self.name} {self.version} was trained and "
                              "calibrated on")
-        differ = [k for k in RECIPE_KEYS if self.training.get(k) != training.get(k)]
+        from dataclasses import fields
+
+        from training.train import TrainConfig
+
+        default = {f.name: f.default for f in fields(TrainConfig)}  # settings older runs did not record
+        differ = [k for k in RECIPE_KEYS if self.training.get(k, default[k]) != training.get(k, default[k])]
         if differ:
             raise ValueError(f"the refit's recipe differs from {self.name} {self.version}'s in "
                              + ", ".join(f"{k} ({training.get(k)!r} vs {self.training.get(k)!r})"

@@ -51,6 +51,9 @@ class TrainConfig:
     sampling_power: float = 0.5
     """Class-balanced sampling: a sample of class c is drawn with weight n_c ** -power
     (0 = natural frequencies, 1 = fully balanced; 0.5 = square-root balancing)."""
+    logit_adjust: float = 0.0
+    """tau of the logit-adjusted loss (Menon et al. 2021): cross-entropy of logits + tau * log class prior
+    of the fitted images, so the network learns prior-free (balanced) logits; 0 = plain cross-entropy."""
     ema_decay: float = 0.998
     dropout: float = 0.2
     cutmix_prob: float = 0.0
@@ -85,7 +88,9 @@ class TrainConfig:
                              f"(choosing a checkpoint on training images would be circular)")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
-        for name in ("sampling_power", "distill_weight", "cutmix_prob"):
+        if self.logit_adjust and (self.cutmix_prob or self.teacher):
+            raise ValueError("logit_adjust applies to the plain cross-entropy loss: not with cutmix or a teacher")
+        for name in ("sampling_power", "distill_weight", "cutmix_prob", "logit_adjust"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} {getattr(self, name)} is outside 0..1")
         if self.distill_weight > 0 and not self.teacher:
@@ -239,6 +244,7 @@ def train(cfg: TrainConfig) -> Path:
                   + ", ".join(f"{c}={int(n)}" for c, n in zip(CLASS_CODES, counts)))
 
     log_prior = log_class_prior(y_train.numpy())
+    loss_offset = cfg.logit_adjust * torch.as_tensor(log_prior, dtype=torch.float32)
     model = LesionCNN(dropout=cfg.dropout, activation=cfg.activation).to(memory_format=torch.channels_last)
     ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
     decay, no_decay = [], []
@@ -288,7 +294,7 @@ def train(cfg: TrainConfig) -> Path:
                             + cfg.distill_weight * distillation_loss(out_logits, target,
                                                                      cfg.distill_temperature))
                 else:
-                    loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+                    loss = F.cross_entropy(model(x) + loss_offset, y, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
