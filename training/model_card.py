@@ -193,9 +193,8 @@ def _refit_lines(recipe: RecipeValidation | None, images: Counter) -> list[str]:
     return [f"- **Refit.** The recipe was chosen, and its decision rule fitted, on validation by {recipe.label},",
             f"  trained on the train split only ({images['train']:,} images). This release is the same recipe",
             "  (same settings, split and number of epochs) trained again on the train and validation splits",
-            f"  ({images['train'] + images['val']:,} images); as no validation is left, its last epoch is kept and "
-            "the decision",
-            "  rule is carried over. Only the test split measures it."]
+            f"  ({images['train'] + images['val']:,} images); as no validation is left, its last epoch is kept",
+            "  and the decision rule is carried over. Only the test split measures it."]
 
 
 def _imbalance_lines(tr: dict) -> list[str]:

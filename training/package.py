@@ -56,9 +56,8 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
     and is scored on test alone.
     """
     ckpt = torch.load(run_dir / "lesioncnn.pt", map_location="cpu", weights_only=False)
-    refit = is_refit(ckpt["config"])
     recipe = None
-    if refit:
+    if is_refit(ckpt["config"]):
         if calibration_from is None:
             raise ValueError(f"{run_dir} was trained on validation too: give calibration_from, the "
                              "train-only release of the same recipe")
@@ -77,11 +76,6 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         for name in RUN_FILES:
             shutil.copy2(run_dir / name, out_dir / name)
     split_file = out_dir / "split.csv"
-    split = read_split(split_file)
-    records = read_metadata(data_dir / "metadata.csv")
-    train_labels = np.array([r.label for r in records if split[r.image_id] == "train"])
-    log_prior = log_class_prior(train_labels)
-
     complexity = _complexities()
     manifest = {
         "name": MODEL_NAME,
@@ -110,6 +104,9 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
     else:
         # Calibration is fitted on validation logits of the uncalibrated release.
         (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        split = read_split(split_file)
+        train_labels = [r.label for r in read_metadata(data_dir / "metadata.csv") if split[r.image_id] == "train"]
+        log_prior = log_class_prior(np.array(train_labels))
         val = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val")
         logits = TorchClassifier(ModelRelease.load(out_dir)).logits(val.images)
         val_labels = np.array([r.label for r in val.records])

@@ -9,10 +9,11 @@ same split, same recipe, and a train-only source.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from skin_plugin.release import MANIFEST_NAME, ModelRelease, fitted_splits, sha256_file
+from training.train import TrainConfig
 
 RECIPE_VALIDATION_NAME = "recipe_validation.json"
 RECIPE_KEYS = ("seed", "max_epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
@@ -62,10 +63,6 @@ class RecipeValidation:
         if sha256_file(split_file) != self.split_sha256:
             raise ValueError(f"{split_file} is not the split {self.name} {self.version} was trained and "
                              "calibrated on")
-        from dataclasses import fields
-
-        from training.train import TrainConfig
-
         default = {f.name: f.default for f in fields(TrainConfig)}  # settings older runs did not record
         differ = [k for k in RECIPE_KEYS if self.training.get(k, default[k]) != training.get(k, default[k])]
         if differ:
