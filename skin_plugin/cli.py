@@ -84,6 +84,9 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
                    "--select-on last and --calibration-from).")
           ] = "train",
           calibration_from: CalibrationFromOption = None,
+          split_level: Annotated[str, typer.Option(
+              help="lesion (releases), or image: the leaky split of `skin-plugin leakage` (with --no-package).")
+          ] = "lesion",
           threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:
@@ -101,10 +104,14 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
                           dropout=dropout, cutmix_prob=cutmix_prob, threads=threads, logit_adjust=logit_adjust,
                           teacher=",".join(str(t) for t in teacher or []),
                           distill_weight=distill_weight if teacher else 0.0,
-                          activation=activation, select_on=select_on, fit_on=fit_on)
+                          activation=activation, select_on=select_on, fit_on=fit_on,
+                          split_level=split_level)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+    if package and cfg.split_level != "lesion":
+        err.print("[red]an image-level split leaks lesions across splits: train it with --no-package[/red]")
+        raise typer.Exit(2)
     if package and cfg.fit_on != "train" and calibration_from is None:
         err.print("[red]a refit is packaged with --calibration-from (or train it with --no-package)[/red]")
         raise typer.Exit(2)

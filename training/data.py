@@ -18,6 +18,9 @@ from skin_plugin.constants import CLASS_CODES, INPUT_HEIGHT, INPUT_WIDTH, RESIZE
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+SPLIT_LEVELS = ("lesion", "image")
+"""What a split keeps together: whole lesion groups (every shipped model), or single images (a leaky split,
+only for ``training.leakage``, which measures how much such a split inflates the figures)."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,19 @@ def lesion_groups(records: list[Record], duplicates_csv: Path | None) -> dict[st
     return {lesion: find(lesion) for lesion in parent}
 
 
-def make_split(records: list[Record], duplicates_csv: Path | None, seed: int = 0) -> dict[str, str]:
-    """Assign every image to train/val/test: whole lesion groups only, stratified by class."""
-    group_of = lesion_groups(records, duplicates_csv)
+def make_split(records: list[Record], duplicates_csv: Path | None, seed: int = 0,
+               level: str = "lesion") -> dict[str, str]:
+    """Assign every image to train/val/test, stratified by class: whole lesion groups at ``level="lesion"``;
+    at ``level="image"`` each image on its own, so images of one lesion may land in different splits."""
+    if level not in SPLIT_LEVELS:
+        raise ValueError(f"split level {level!r}: choose one of {', '.join(SPLIT_LEVELS)}")
+    group_of = (lesion_groups(records, duplicates_csv) if level == "lesion"
+                else {r.image_id: r.image_id for r in records})
+    key = (lambda r: r.lesion_id) if level == "lesion" else (lambda r: r.image_id)
     groups_by_class: dict[str, list[str]] = defaultdict(list)
     group_dx: dict[str, str] = {}
     for r in records:
-        g = group_of[r.lesion_id]
+        g = group_of[key(r)]
         if g not in group_dx:
             group_dx[g] = r.dx
             groups_by_class[r.dx].append(g)
@@ -85,7 +94,7 @@ def make_split(records: list[Record], duplicates_csv: Path | None, seed: int = 0
         n_test = round(n * SPLIT_FRACTIONS["test"])
         for i, g in enumerate(groups):
             split_of_group[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    return {r.image_id: split_of_group[group_of[r.lesion_id]] for r in records}
+    return {r.image_id: split_of_group[group_of[key(r)]] for r in records}
 
 
 def write_split(path: Path, records: list[Record], split: dict[str, str],

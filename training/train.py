@@ -21,7 +21,14 @@ from skin_plugin.release import MANIFEST_NAME, ModelRelease, fitted_splits
 from skin_plugin.torch_classifier import predict_logits
 from skin_plugin.transforms import BatchAugment, normalize_batch
 from training.calibrate import calibrated_scores, log_class_prior
-from training.data import DEFAULT_DATA_DIR, decode_all, make_split, read_metadata, write_split
+from training.data import (
+    DEFAULT_DATA_DIR,
+    SPLIT_LEVELS,
+    decode_all,
+    make_split,
+    read_metadata,
+    write_split,
+)
 from training.metrics import balanced_accuracy
 
 console = Console()
@@ -74,6 +81,9 @@ class TrainConfig:
     fit_on: str = "train"
     """"train", or "train+val": refit a recipe chosen on validation on both splits (no validation is
     left, so the last epoch is kept and the calibration comes from the train-only run of the recipe)."""
+    split_level: str = "lesion"
+    """"lesion" (every release), or "image": the leaky image-level split, for ``training.leakage`` only
+    (``training.package`` refuses such a run)."""
     threads: int = 2
     history: list[dict] = field(default_factory=list)
 
@@ -86,6 +96,8 @@ class TrainConfig:
         if "val" in fitted_splits(asdict(self)) and self.select_on != "last":
             raise ValueError(f"fit_on {self.fit_on!r} trains on validation: select_on must be 'last' "
                              f"(choosing a checkpoint on training images would be circular)")
+        if self.split_level not in SPLIT_LEVELS:
+            raise ValueError(f"split_level {self.split_level!r}: choose one of {', '.join(SPLIT_LEVELS)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
         if self.logit_adjust and (self.cutmix_prob or self.teacher):
@@ -226,7 +238,7 @@ def train(cfg: TrainConfig) -> Path:
     data_dir = Path(cfg.data_dir)
     records = read_metadata(data_dir / "metadata.csv")
     dup = data_dir / "missed_duplicates.csv"
-    split = make_split(records, dup, seed=cfg.seed)
+    split = make_split(records, dup, seed=cfg.seed, level=cfg.split_level)
     write_split(out / "split.csv", records, split, dup)
     images = decode_all(records, data_dir / "images", Path(cfg.cache_dir))
     labels = torch.tensor([r.label for r in records])
