@@ -147,6 +147,46 @@ def package_cmd(run: Annotated[Path | None, typer.Option(help="Training run dire
     console.print(f"release written to {out}")
 
 
+@app.command("leakage")
+def leakage_cmd(lesion_run: Annotated[Path, typer.Option(
+                    help="A train-only run or release of the recipe on the lesion-level split.")],
+                image_run: Annotated[Path, typer.Option(
+                    help="The same recipe trained with --split-level image --no-package.")],
+                out: Annotated[Path, typer.Option(help="JSON to write (a PNG beside it); in a release folder "
+                                                  "its model card is written again with the figures.")
+                               ] = RELEASE_DIR / "split_leakage.json",
+                data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
+                ) -> None:
+    """Measure how much an image-level split inflates one recipe's figures (lesion- vs image-level runs)."""
+    from training.data import DEFAULT_DATA_DIR
+    from training.leakage import plot_leakage, split_leakage
+    from training.package import rewrite_model_card
+
+    data_dir = data or DEFAULT_DATA_DIR
+    try:
+        study = split_leakage(lesion_run, image_run, data_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    out.write_text(json.dumps(study, indent=1))
+    plot_leakage(study, out.with_suffix(".png"))
+    table = Table(title="Same recipe, split by lesion vs by image (calibrated decision rule)")
+    for column in ("split level", "scored on", "images", "accuracy", "balanced accuracy", "melanoma AUC"):
+        table.add_column(column, justify="right")
+    for run in study["runs"]:
+        for score in run["scores"]:
+            for subset in ("all", "seen_lesions", "unseen_lesions"):
+                s = score[subset]
+                if s is not None and (subset == "all" or run["split_level"] == "image"):
+                    table.add_row(run["split_level"], f"{score['split']} ({subset.replace('_', ' ')})",
+                                  str(s["n_images"]), f"{s['accuracy']:.3f}", f"{s['balanced_accuracy']:.3f}",
+                                  "n/a" if s["mel_auc"] is None else f"{s['mel_auc']:.3f}")
+    console.print(table)
+    if (out.parent / "model.json").exists():
+        rewrite_model_card(out.parent, data_dir)
+    console.print(f"written {out}")
+
+
 @app.command("compare")
 def compare_cmd(weights: Annotated[list[Path], typer.Argument(
                     help="Candidate weights: a release's lesioncnn.pt or a run's checkpoint.")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -49,3 +50,25 @@ def fullres_dicoms(tmp_path_factory) -> list[Path]:
         pytest.fail(f"{FULLRES} not found (../shared must sit beside the repo)")
     out = tmp_path_factory.mktemp("fullres-dicom")
     return sorted(c.path for c in convert_files([FULLRES], out))
+
+
+SMALL_HAM_PER_CLASS = 24
+
+
+@pytest.fixture(scope="session")
+def small_ham(ham_dir, tmp_path_factory) -> Path:
+    """A HAM10000-format folder with a few images per class (images linked, not copied)."""
+    root = tmp_path_factory.mktemp("ham_small")
+    (root / "images").mkdir()
+    taken: dict[str, int] = {}
+    with open(ham_dir / "metadata.csv") as f, open(root / "metadata.csv", "w", newline="") as out:
+        reader = csv.DictReader(f)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        for row in reader:
+            if taken.get(row["dx"], 0) < SMALL_HAM_PER_CLASS:
+                taken[row["dx"]] = taken.get(row["dx"], 0) + 1
+                writer.writerow(row)
+                name = f"{row['image_id']}.jpg"
+                (root / "images" / name).symlink_to(ham_dir / "images" / name)
+    return root

@@ -3,6 +3,8 @@
 import csv
 from collections import Counter, defaultdict
 
+import pytest
+
 from skin_plugin.constants import CLASS_CODES
 from skin_plugin.release import RELEASE_DIR
 from training.data import lesion_groups, make_split, read_metadata, read_split
@@ -62,3 +64,21 @@ def test_shipped_split_file_is_the_seeded_split(ham_dir):
     shipped = read_split(RELEASE_DIR / "split.csv")
     assert shipped == make_split(records, ham_dir / "missed_duplicates.csv", seed=0)
     _assert_grouped(records, shipped, ham_dir / "missed_duplicates.csv")
+
+
+def test_an_image_level_split_lets_lesions_cross_and_keeps_the_class_fractions(ham_dir):
+    records = read_metadata(ham_dir / "metadata.csv")
+    split = make_split(records, ham_dir / "missed_duplicates.csv", seed=0, level="image")
+    sides = defaultdict(set)
+    for r in records:
+        sides[r.lesion_id].add(split[r.image_id])
+    assert sum(len(s) > 1 for s in sides.values()) > 100
+    by_class = Counter((r.dx, split[r.image_id]) for r in records)
+    for dx in CLASS_CODES:
+        n = sum(by_class[(dx, s)] for s in ("train", "val", "test"))
+        assert abs(by_class[(dx, "val")] - 0.15 * n) <= 1
+
+
+def test_an_unknown_split_level_is_refused(ham_dir):
+    with pytest.raises(ValueError, match="split level 'patient'"):
+        make_split(read_metadata(ham_dir / "metadata.csv"), None, level="patient")

@@ -27,7 +27,8 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
-def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+def binary_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC of a one-vs-rest score, or None when only one class is present."""
     return float(roc_auc_score(y_true, score)) if 0 < y_true.sum() < len(y_true) else None
 
 
@@ -48,7 +49,7 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndar
             "specificity": float(tn / (tn + fp)) if tn + fp else None,
             "precision": None if prec is None else float(prec),
             "f1": None if f1 is None else float(f1),
-            "auc": _auc((y_true == c).astype(int), probs[:, c]),
+            "auc": binary_auc((y_true == c).astype(int), probs[:, c]),
             "support": int(cm[c].sum()),
         }
     return {
@@ -79,7 +80,7 @@ def bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarra
         samples["accuracy"].append(float(np.mean(yt == yp)))
         samples["balanced_accuracy"].append(balanced_accuracy(yt, yp))
         samples["macro_f1"].append(float(f1_score(yt, yp, labels=sorted(set(yt.tolist())), average="macro")))
-        auc = _auc(mel[idx], probs[idx, MELANOMA_INDEX])
+        auc = binary_auc(mel[idx], probs[idx, MELANOMA_INDEX])
         if auc is not None:
             samples["mel_auc"].append(auc)
     return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in samples.items() if v}

@@ -40,8 +40,10 @@ def _ci(m: dict, key: str, pct: bool) -> str:
 
 
 def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], records: list[Record],
-                     split: dict[str, str], history: list[dict], recipe: RecipeValidation | None = None) -> None:
-    """Write the card; ``recipe`` is a refit's train-only source (its calibration and validation)."""
+                     split: dict[str, str], history: list[dict], recipe: RecipeValidation | None = None,
+                     leakage: dict | None = None) -> None:
+    """Write the card; ``recipe`` is a refit's train-only source (its calibration and validation),
+    ``leakage`` the split study of its recipe (``training.leakage``)."""
     cal = manifest["calibration"]
     tr = manifest["training"]
     base = manifest["baseline"]["resnet50"]
@@ -160,6 +162,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "unstated split method; image-level splits of HAM10000 put images of one lesion on both sides and",
         "inflate scores, so those figures are not comparable with the lesion-grouped ones above.",
         "",
+        *_leakage_lines(leakage),
         *_target_lines(test),
         "## Limitations",
         "- Trained on 200x150 copies of one public dataset from two sites (Vienna, Queensland), mostly fair",
@@ -207,6 +210,28 @@ def _imbalance_lines(tr: dict) -> list[str]:
     return ["- Class imbalance (nv is 67%): **square-root class-balanced sampling** (a class-c image is",
             f"  drawn with weight n_c^-{tr['sampling_power']}), plain unweighted loss. Full inverse-frequency",
             "  weighting was avoided: it buys rare-class recall with a large loss of nv recall and accuracy."]
+
+
+def _leakage_lines(study: dict | None) -> list[str]:
+    """What an image-level split does to this recipe's figures, as measured by ``skin-plugin leakage``."""
+    if study is None:
+        return []
+    lesion, image = ({s["split"]: s for s in run["scores"]} for run in study["runs"])
+
+    def pair(score: dict) -> str:
+        return f"{_pct(score['accuracy'])} / {_num(score['balanced_accuracy'])}"
+
+    test = image["test"]
+    lines = ["Measured here (`skin-plugin leakage`, `split_leakage.json`): the same recipe trained on an",
+             "image-level split of the same images scores **"
+             + pair(test["all"]) + "** (accuracy / balanced accuracy) on its own test split, against "
+             + pair(lesion["test"]["all"]) + " on the lesion-level test split, and "
+             + pair(image["val"]["all"]) + " vs " + pair(lesion["val"]["all"]) + " on validation."]
+    if test["seen_lesions"] and test["unseen_lesions"]:
+        lines += [f"On that image-level test split, the {test['seen_lesions']['n_images']} images of lesions with "
+                  f"another photo in training score {pair(test['seen_lesions'])},",
+                  f"the other {test['unseen_lesions']['n_images']} score {pair(test['unseen_lesions'])}."]
+    return [*lines, "", "![split leakage](split_leakage.png)", ""]
 
 
 def _target_lines(test: dict) -> list[str]:

@@ -30,6 +30,7 @@ from skin_plugin.torch_classifier import TorchClassifier
 from training.calibrate import fit_calibration, log_class_prior
 from training.data import DEFAULT_DATA_DIR, read_metadata, read_split
 from training.evaluate import evaluate, load_evaluation_set
+from training.leakage import LEAKAGE_NAME
 from training.model_card import write_model_card
 from training.refit import RECIPE_VALIDATION_NAME, RecipeValidation, is_refit
 
@@ -56,6 +57,9 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
     and is scored on test alone.
     """
     ckpt = torch.load(run_dir / "lesioncnn.pt", map_location="cpu", weights_only=False)
+    if ckpt["config"].get("split_level", "lesion") != "lesion":
+        raise ValueError(f"{run_dir} was trained on an image-level split: images of its validation and test "
+                         "lesions were trained on, so its figures would be inflated; it cannot be released")
     recipe = None
     if is_refit(ckpt["config"]):
         if calibration_from is None:
@@ -132,6 +136,9 @@ def rewrite_model_card(release_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> 
     records = read_metadata(data_dir / "metadata.csv")
     recipe_file = release_dir / RECIPE_VALIDATION_NAME
     recipe = RecipeValidation.load(recipe_file) if is_refit(manifest["training"]) else None
+    leakage_file = release_dir / LEAKAGE_NAME
+    leakage = json.loads(leakage_file.read_text()) if leakage_file.exists() else None
     path = release_dir / "MODEL_CARD.md"
-    write_model_card(path, manifest, metrics, records, read_split(release_dir / "split.csv"), history, recipe)
+    write_model_card(path, manifest, metrics, records, read_split(release_dir / "split.csv"), history, recipe,
+                     leakage)
     return path

@@ -20,6 +20,13 @@ RECIPE_KEYS = ("seed", "max_epochs", "batch_size", "lr", "weight_decay", "warmup
                "sampling_power", "logit_adjust", "ema_decay", "dropout", "cutmix_prob", "cutmix_alpha", "teacher",
                "distill_weight", "distill_temperature", "activation")
 """Training settings that make a recipe: a refit must share them with its train-only source."""
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def recipe_differences(a: dict, b: dict) -> list[str]:
+    """The ``RECIPE_KEYS`` on which two training configs differ; a setting a config lacks (older runs did
+    not record every one) counts as its ``TrainConfig`` default."""
+    return [k for k in RECIPE_KEYS if a.get(k, _DEFAULTS[k]) != b.get(k, _DEFAULTS[k])]
 
 
 def is_refit(training: dict) -> bool:
@@ -63,8 +70,7 @@ class RecipeValidation:
         if sha256_file(split_file) != self.split_sha256:
             raise ValueError(f"{split_file} is not the split {self.name} {self.version} was trained and "
                              "calibrated on")
-        default = {f.name: f.default for f in fields(TrainConfig)}  # settings older runs did not record
-        differ = [k for k in RECIPE_KEYS if self.training.get(k, default[k]) != training.get(k, default[k])]
+        differ = recipe_differences(self.training, training)
         if differ:
             raise ValueError(f"the refit's recipe differs from {self.name} {self.version}'s in "
                              + ", ".join(f"{k} ({training.get(k)!r} vs {self.training.get(k)!r})"
