@@ -81,6 +81,6 @@ def test_cli_writes_the_study_into_the_release_and_its_model_card(lesion_run, im
     study = json.loads((release / LEAKAGE_NAME).read_text())
     assert (release / "split_leakage.png").stat().st_size > 0
     card = (release / "MODEL_CARD.md").read_text()
-    test_acc = study["runs"][1]["scores"][1]["all"]["accuracy"]
-    assert f"scores **{100 * test_acc:.1f}%" in card
+    test = study["runs"][1]["scores"][1]["all"]
+    assert f"| image | test | {test['n_images']} | {100 * test['accuracy']:.1f}% |" in card
     assert "![split leakage](split_leakage.png)" in card
