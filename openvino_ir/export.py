@@ -19,7 +19,6 @@ from skin_plugin.openvino_classifier import FP32_CPU_CONFIG
 from skin_plugin.release import ModelRelease, sha256_file
 
 CALIBRATION_IMAGES = 300
-CONTROL_AUGMENT_SEED = 1
 INT8_MIN_AGREEMENT = 0.992
 """Accuracy control keeps quantizing until INT8 decisions agree with FP32 on this share of the
 validation split (the product floor is 0.99; the margin absorbs rounding differences between CPUs)."""
@@ -63,15 +62,13 @@ def _decisions(compiled_model, images: np.ndarray, calibration: Calibration) -> 
 
 
 def quantize_int8(fp32_model, calibration_nhwc: np.ndarray, validation_nhwc: np.ndarray,
-                  calibration: Calibration, control_split: str = "val",
-                  ) -> tuple[object, dict]:  # -> (openvino.Model, report)
+                  calibration: Calibration) -> tuple[object, dict]:  # -> (openvino.Model, report)
     """NNCF post-training INT8 with accuracy control on the agreement of decisions with FP32.
 
     Activation statistics come from ``calibration_nhwc`` (training images). NNCF then ranks the
     quantized operations by how much they change decisions on ``validation_nhwc`` and returns the
     most sensitive ones to floating point until at least ``INT8_MIN_AGREEMENT`` of the validation
-    decisions equal FP32's; ``control_split`` names those images in the report. Returns the model and
-    what was done, for the manifest.
+    decisions equal FP32's. Returns the model and what was done, for the manifest.
     """
     import nncf
     import openvino as ov
@@ -99,21 +96,20 @@ def quantize_int8(fp32_model, calibration_nhwc: np.ndarray, validation_nhwc: np.
     fq_nodes = sum(1 for op in int8.get_ops() if op.get_type_name() == "FakeQuantize")
     report = {"images": int(len(calibration_nhwc)), "split": "train",
               "tool": "nncf.quantize_with_accuracy_control",
-              "accuracy_control": {"metric": "top-1 agreement of decisions with FP32", "split": control_split,
+              "accuracy_control": {"metric": "top-1 agreement of decisions with FP32", "split": "val",
                                    "min_agreement": INT8_MIN_AGREEMENT, "achieved": round(achieved, 4)},
               "fake_quantize_nodes": fq_nodes}
     return int8, report
 
 
 def export(release: ModelRelease, calibration_nhwc: np.ndarray, validation_nhwc: np.ndarray,
-           out_dir: Path = IR_DIR, metrics: dict | None = None, control_split: str = "val") -> dict:
+           out_dir: Path = IR_DIR, metrics: dict | None = None) -> dict:
     """Write ``lesioncnn_fp32``/``lesioncnn_int8`` IR pairs and the manifest a worker loads."""
     import openvino as ov
 
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = convert_fp32(release)
-    int8, int8_report = quantize_int8(fp32, calibration_nhwc, validation_nhwc, release.calibration,
-                                      control_split)
+    int8, int8_report = quantize_int8(fp32, calibration_nhwc, validation_nhwc, release.calibration)
     files: dict[str, dict] = {}
     for precision, model in (("fp32", fp32), ("int8", int8)):
         xml = out_dir / f"lesioncnn_{precision}.xml"
@@ -151,39 +147,16 @@ def calibration_images(data_dir: Path, split_file: Path, count: int = CALIBRATIO
     return data.images[np.sort(pick)]
 
 
-def accuracy_control_images(release: ModelRelease, data_dir: Path, split_file: Path,
-                            seed: int = CONTROL_AUGMENT_SEED) -> tuple[np.ndarray, str]:
-    """The images accuracy control keeps INT8 decisions on, and their name for the manifest.
-
-    Validation images, decoded by the MONAI transforms (uint8 NHWC). A refit trained on them, so its
-    decisions there have training-set margins and hide quantization error; it gets one augmented copy of
-    each instead (the training augmentation, seeded), which it has not seen in that form.
-    """
-    import torch
-
-    from skin_plugin.transforms import BatchAugment
-    from training.evaluate import load_evaluation_set
-
-    images = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val").images
-    if "val" not in release.fitted_splits:
-        return images, "val"
-    nchw = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    augmented = BatchAugment(seed=seed)(nchw).round().clamp(0, 255).to(torch.uint8)
-    name = f"val, augmented (seed {seed}): the release trained on val"
-    return augmented.permute(0, 2, 3, 1).contiguous().numpy(), name
-
-
 def export_release(release: ModelRelease, data_dir: Path, out_dir: Path = IR_DIR,
                    bootstrap: int = 0) -> dict:
     """Export FP32 + INT8 IR, then score both on the release's held-out splits (validation and test; test
     alone for a refit) and record it in the manifest."""
     from skin_plugin.openvino_classifier import OpenVINOClassifier
-    from training.evaluate import evaluate
+    from training.evaluate import evaluate, load_evaluation_set
 
     split_file = release.directory / "split.csv"
-    control, control_split = accuracy_control_images(release, data_dir, split_file)
-    manifest = export(release, calibration_images(data_dir, split_file), control, out_dir,
-                      control_split=control_split)
+    validation = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val").images
+    manifest = export(release, calibration_images(data_dir, split_file), validation, out_dir)
     ir = IRManifest.load(out_dir)
     summary: dict[str, dict] = {}
     for stale in out_dir.glob("metrics_*"):  # e.g. validation figures of an earlier, train-only release
