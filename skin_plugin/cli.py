@@ -159,7 +159,7 @@ def leakage_cmd(lesion_run: Annotated[Path, typer.Option(
                 ) -> None:
     """Measure how much an image-level split inflates one recipe's figures (lesion- vs image-level runs)."""
     from training.data import DEFAULT_DATA_DIR
-    from training.leakage import plot_leakage, split_leakage
+    from training.leakage import plot_leakage, split_leakage, study_rows
     from training.package import rewrite_model_card
 
     data_dir = data or DEFAULT_DATA_DIR
@@ -173,14 +173,9 @@ def leakage_cmd(lesion_run: Annotated[Path, typer.Option(
     table = Table(title="Same recipe, split by lesion vs by image (calibrated decision rule)")
     for column in ("split level", "scored on", "images", "accuracy", "balanced accuracy", "melanoma AUC"):
         table.add_column(column, justify="right")
-    for run in study["runs"]:
-        for score in run["scores"]:
-            for subset in ("all", "seen_lesions", "unseen_lesions"):
-                s = score[subset]
-                if s is not None and (subset == "all" or run["split_level"] == "image"):
-                    table.add_row(run["split_level"], f"{score['split']} ({subset.replace('_', ' ')})",
-                                  str(s["n_images"]), f"{s['accuracy']:.3f}", f"{s['balanced_accuracy']:.3f}",
-                                  "n/a" if s["mel_auc"] is None else f"{s['mel_auc']:.3f}")
+    for level, split, subset, s in study_rows(study):
+        table.add_row(level, f"{split} ({subset.replace('_', ' ')})", str(s["n_images"]), f"{s['accuracy']:.3f}",
+                      f"{s['balanced_accuracy']:.3f}", "n/a" if s["mel_auc"] is None else f"{s['mel_auc']:.3f}")
     console.print(table)
     if (out.parent / "model.json").exists():
         rewrite_model_card(out.parent, data_dir)

@@ -68,6 +68,11 @@ def lesion_groups(records: list[Record], duplicates_csv: Path | None) -> dict[st
     return {lesion: find(lesion) for lesion in parent}
 
 
+def split_level(training: dict) -> str:
+    """The split level of a training config (a run's or a release's); runs before the option were lesion-level."""
+    return training.get("split_level", "lesion")
+
+
 def make_split(records: list[Record], duplicates_csv: Path | None, seed: int = 0,
                level: str = "lesion") -> dict[str, str]:
     """Assign every image to train/val/test, stratified by class: whole lesion groups at ``level="lesion"``;

@@ -12,6 +12,7 @@ saying how the data were split.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,14 +23,15 @@ from skin_plugin.constants import MELANOMA_INDEX
 from skin_plugin.release import MANIFEST_NAME
 from skin_plugin.torch_classifier import predict_logits
 from training.calibrate import fit_calibration, log_class_prior
-from training.data import DEFAULT_DATA_DIR, read_metadata, read_split
-from training.evaluate import load_evaluation_set
+from training.data import DEFAULT_DATA_DIR, read_split, split_level
+from training.evaluate import EvaluationSet, load_evaluation_set
 from training.metrics import balanced_accuracy, binary_auc
 from training.refit import recipe_differences
 from training.train import load_frozen_lesioncnn
 
 LEAKAGE_NAME = "split_leakage.json"
 SCORED_SPLITS = ("val", "test")
+SUBSETS = ("all", "seen_lesions", "unseen_lesions")
 
 
 @dataclass(frozen=True)
@@ -77,46 +79,62 @@ def _subset(labels: np.ndarray, pred: np.ndarray, probs: np.ndarray, mask: np.nd
                        binary_auc(y == MELANOMA_INDEX, probs[mask, MELANOMA_INDEX]))
 
 
-def score_run(run_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> RunScore:
-    """Calibrate the run on its validation split, then score validation and test, split by lesion seen."""
+def score_run(run_dir: Path, dataset: EvaluationSet) -> RunScore:
+    """Calibrate the run on its validation split, then score validation and test, split by lesion seen.
+
+    ``dataset`` holds every image of the study, decoded once for both runs."""
     training, epoch = run_training_config(run_dir)
-    split_file = run_dir / "split.csv"
-    split = read_split(split_file)
-    records = read_metadata(data_dir / "metadata.csv")
-    train_lesions = {r.lesion_id for r in records if split[r.image_id] == "train"}
-    log_prior = log_class_prior(np.array([r.label for r in records if split[r.image_id] == "train"]))
+    split = read_split(run_dir / "split.csv")
+    records = dataset.records
+    train_records = [r for r in records if split[r.image_id] == "train"]
+    train_lesions = {r.lesion_id for r in train_records}
+    log_prior = log_class_prior(np.array([r.label for r in train_records]))
     model = load_frozen_lesioncnn(run_dir / "lesioncnn.pt")
-    sets = {name: load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, name)
-            for name in SCORED_SPLITS}
-    logits = {name: predict_logits(model, torch.from_numpy(s.images).permute(0, 3, 1, 2)).numpy()
-              for name, s in sets.items()}
-    labels = {name: np.array([r.label for r in s.records]) for name, s in sets.items()}
-    cal = fit_calibration(logits["val"], labels["val"], log_prior)
+    labels = np.array([r.label for r in records])
+    rows, logits = {}, {}
+    for name in SCORED_SPLITS:
+        rows[name] = np.array([i for i, r in enumerate(records) if split[r.image_id] == name])
+        images = torch.from_numpy(dataset.images[rows[name]]).permute(0, 3, 1, 2)
+        logits[name] = predict_logits(model, images).numpy()
+    cal = fit_calibration(logits["val"], labels[rows["val"]], log_prior)
     scores = []
-    for name, s in sets.items():
+    for name in SCORED_SPLITS:
         probs = cal.probabilities(logits[name])
         pred = cal.decide(probs)
-        seen = np.array([r.lesion_id in train_lesions for r in s.records])
-        y = labels[name]
+        seen = np.array([records[i].lesion_id in train_lesions for i in rows[name]])
+        y = labels[rows[name]]
         scores.append(SplitScore(name, _subset(y, pred, probs, np.ones_like(seen)),
                                  _subset(y, pred, probs, seen), _subset(y, pred, probs, ~seen)))
-    return RunScore(str(run_dir), training.get("split_level", "lesion"), epoch, tuple(scores))
+    return RunScore(str(run_dir), split_level(training), epoch, tuple(scores))
 
 
 def split_leakage(lesion_run: Path, image_run: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
     """Score both runs; refuse runs that are not one recipe on the two split levels."""
     lesion_cfg, _ = run_training_config(lesion_run)
     image_cfg, _ = run_training_config(image_run)
-    levels = (lesion_cfg.get("split_level", "lesion"), image_cfg.get("split_level", "lesion"))
+    levels = (split_level(lesion_cfg), split_level(image_cfg))
     if levels != ("lesion", "image"):
         raise ValueError(f"expected a lesion-level and an image-level run, got {levels[0]} and {levels[1]}")
     differ = recipe_differences(lesion_cfg, image_cfg)
     if differ:
         raise ValueError(f"the runs' recipes differ in {', '.join(differ)}: the study would not isolate the split")
-    runs = [score_run(lesion_run, data_dir), score_run(image_run, data_dir)]
+    dataset = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images")
+    if dataset.skipped:
+        raise ValueError(f"{len(dataset.skipped)} image(s) unreadable: the two runs would not be scored alike")
+    runs = [score_run(lesion_run, dataset), score_run(image_run, dataset)]
     inflation = {split: {k: getattr(image.all, k) - getattr(lesion.all, k) for k in ("accuracy", "balanced_accuracy")}
                  for split, lesion, image in zip(SCORED_SPLITS, runs[0].scores, runs[1].scores, strict=True)}
     return {"runs": [asdict(r) for r in runs], "inflation": inflation}
+
+
+def study_rows(study: dict) -> Iterator[tuple[str, str, str, dict]]:
+    """(split level, scored split, subset key, figures) of every subset worth a row: all images of each
+    held-out split, and for the image-level run also its seen and unseen lesions."""
+    for run in study["runs"]:
+        for score in run["scores"]:
+            for subset in SUBSETS:
+                if score[subset] is not None and (subset == "all" or run["split_level"] == "image"):
+                    yield run["split_level"], score["split"], subset, score[subset]
 
 
 def plot_leakage(study: dict, path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from skin_plugin.constants import CLASS_CODES, LEGACY_ACTIVATION, LESION_CLASSES
 from training.data import Record
+from training.leakage import study_rows
 from training.refit import RecipeValidation
 
 ACTIVATION_NAMES = {"relu": "ReLU", "silu": "SiLU (swish)"}
@@ -222,15 +223,10 @@ def _leakage_lines(study: dict | None) -> list[str]:
              "|---|---|---:|---:|---:|---:|"]
     subsets = {"all": "", "seen_lesions": ", lesion trained on", "unseen_lesions": ", lesion not trained on"}
     held_out = []
-    for run in study["runs"]:
-        for score in run["scores"]:
-            held_out.append(score["all"])
-            for key, label in subsets.items():
-                sub = score[key]
-                if sub is not None and (key == "all" or run["split_level"] == "image"):
-                    lines.append(f"| {run['split_level']} | {score['split']}{label} | {sub['n_images']} | "
-                                 f"{_pct(sub['accuracy'])} | {_num(sub['balanced_accuracy'])} | "
-                                 f"{_num(sub['mel_auc'])} |")
+    for level, split, subset, sub in study_rows(study):
+        held_out += [sub] if subset == "all" else []
+        lines.append(f"| {level} | {split}{subsets[subset]} | {sub['n_images']} | {_pct(sub['accuracy'])} | "
+                     f"{_num(sub['balanced_accuracy'])} | {_num(sub['mel_auc'])} |")
     acc = [s["accuracy"] for s in held_out]
     bal = [s["balanced_accuracy"] for s in held_out]
     return [*lines, "",

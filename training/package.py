@@ -28,7 +28,7 @@ from skin_plugin.networks import LesionCNN, resnet50_baseline
 from skin_plugin.release import MANIFEST_NAME, WEIGHTS_NAME, ModelRelease, sha256_file
 from skin_plugin.torch_classifier import TorchClassifier
 from training.calibrate import fit_calibration, log_class_prior
-from training.data import DEFAULT_DATA_DIR, read_metadata, read_split
+from training.data import DEFAULT_DATA_DIR, read_metadata, read_split, split_level
 from training.evaluate import evaluate, load_evaluation_set
 from training.leakage import LEAKAGE_NAME
 from training.model_card import write_model_card
@@ -57,7 +57,7 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
     and is scored on test alone.
     """
     ckpt = torch.load(run_dir / "lesioncnn.pt", map_location="cpu", weights_only=False)
-    if ckpt["config"].get("split_level", "lesion") != "lesion":
+    if split_level(ckpt["config"]) != "lesion":
         raise ValueError(f"{run_dir} was trained on an image-level split: images of its validation and test "
                          "lesions were trained on, so its figures would be inflated; it cannot be released")
     recipe = None
