@@ -41,12 +41,12 @@ def _images(n: int) -> np.ndarray:
 
 
 def _torch_model(name: str):
-    from skin_plugin.networks import load_lesioncnn, resnet50_baseline
+    from skin_plugin.networks import load_network, resnet50_baseline
     from skin_plugin.release import ModelRelease
 
     if name == "lesioncnn":
         release = ModelRelease.load()
-        return load_lesioncnn(release.weights_path, release.activation)
+        return load_network(release.weights_path, release.activation, release.network)
     return resnet50_baseline().eval()
 
 

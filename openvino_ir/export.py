@@ -29,9 +29,9 @@ def convert_fp32(release: ModelRelease):  # -> openvino.Model
     import openvino as ov
     import torch
 
-    from skin_plugin.networks import load_lesioncnn
+    from skin_plugin.networks import load_network
 
-    model = load_lesioncnn(release.weights_path, release.activation)
+    model = load_network(release.weights_path, release.activation, release.network)
     example = torch.zeros(1, INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH)
     ov_model = ov.convert_model(model, example_input=example,
                                 input=[(-1, INPUT_CHANNELS, INPUT_HEIGHT, INPUT_WIDTH)])

@@ -88,6 +88,17 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
               help="lesion (releases), or image: the leaky split of `skin-plugin leakage` (with --no-package).")
           ] = "lesion",
           threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
+          network: Annotated[str, typer.Option(
+              help="lesioncnn (from scratch) or a ProxylessNAS/MCUNet student, e.g. proxyless-w0.3-r176.")
+          ] = "lesioncnn",
+          pretrained: Annotated[bool, typer.Option(help="Start a student from its ImageNet weights.")] = False,
+          extra_sources: Annotated[str, typer.Option(
+              help="Comma-separated extra_derm sources added to training only, e.g. ISIC2017.")] = "",
+          aspect_jitter: Annotated[float, typer.Option(
+              help="Random aspect change in training (up to a factor 1 + this).")] = 0.0,
+          lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = 3e-3,
+          warmup_epochs: int = 3,
+          resume: Annotated[bool, typer.Option(help="Continue OUT's interrupted run (its resume.pt).")] = False,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:
     """Train LesionCNN (MONAI preprocessing), then calibrate, evaluate and package it into OUT."""
@@ -105,7 +116,9 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
                           teacher=",".join(str(t) for t in teacher or []),
                           distill_weight=distill_weight if teacher else 0.0,
                           activation=activation, select_on=select_on, fit_on=fit_on,
-                          split_level=split_level)
+                          split_level=split_level, network=network, pretrained=pretrained,
+                          extra_sources=extra_sources, aspect_jitter=aspect_jitter, lr=lr,
+                          warmup_epochs=warmup_epochs, resume=resume)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

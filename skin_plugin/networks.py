@@ -115,17 +115,47 @@ class LesionCNN(nn.Module):
         return self.classifier(self.dropout(x))
 
 
-def load_lesioncnn(path: str | Path, activation: str | None = None) -> LesionCNN:
-    """LesionCNN in eval mode with the weights in ``path``: a release's state dict
-    (``skin_plugin/release/lesioncnn.pt``; pass the release's ``activation``) or a training
-    checkpoint (``{"state_dict": ..., "config": {"activation": ...}}``)."""
+LESIONCNN_NETWORK = "lesioncnn"
+"""``network`` of every run and release before pretrained students (the from-scratch LesionCNN)."""
+
+
+def network_names() -> tuple[str, ...]:
+    """What a training config's ``network`` may name: LesionCNN, or a ProxylessNAS/MCUNet student."""
+    from skin_plugin.proxyless import PROXYLESS_NETWORKS
+
+    return (LESIONCNN_NETWORK, *PROXYLESS_NETWORKS)
+
+
+def build_network(network: str = LESIONCNN_NETWORK, activation: str = DEFAULT_ACTIVATION, dropout: float = 0.2,
+                  pretrained: bool = False) -> nn.Module:
+    """A 7-class network by name; ``pretrained`` loads ImageNet weights (students only)."""
+    if network == LESIONCNN_NETWORK:
+        if pretrained:
+            raise ValueError("LesionCNN has no pretrained weights: it is trained from scratch")
+        return LesionCNN(dropout=dropout, activation=activation)
+    from skin_plugin.proxyless import ProxylessNet
+
+    return ProxylessNet.from_name(network, dropout=dropout, pretrained=pretrained)
+
+
+def load_network(path: str | Path, activation: str | None = None, network: str | None = None) -> nn.Module:
+    """The network in eval mode with the weights in ``path``: a release's state dict
+    (``skin_plugin/release/lesioncnn.pt``; pass the release's ``activation`` and ``network``) or a training
+    checkpoint (``{"state_dict": ..., "config": {"activation": ..., "network": ...}}``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
+    config = state.get("config")
     if activation is None:
-        config = state.get("config")
         activation = DEFAULT_ACTIVATION if config is None else config.get("activation", LEGACY_ACTIVATION)
-    model = LesionCNN(activation=activation)
+    if network is None:
+        network = LESIONCNN_NETWORK if config is None else config.get("network", LESIONCNN_NETWORK)
+    model = build_network(network, activation)
     model.load_state_dict(state.get("state_dict", state))
     return model.eval()
+
+
+def load_lesioncnn(path: str | Path, activation: str | None = None) -> nn.Module:
+    """``load_network`` for from-scratch LesionCNN weights (releases and checkpoints before students)."""
+    return load_network(path, activation, LESIONCNN_NETWORK)
 
 
 def resnet50_baseline(num_classes: int = NUM_CLASSES) -> nn.Module:

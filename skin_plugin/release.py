@@ -70,6 +70,11 @@ class ModelRelease:
         return str(self.manifest.get("activation", LEGACY_ACTIVATION))
 
     @property
+    def network(self) -> str:
+        """The network's name (``skin_plugin.networks.network_names``); older releases are LesionCNN."""
+        return str(self.manifest.get("training", {}).get("network", "lesioncnn"))
+
+    @property
     def fitted_splits(self) -> tuple[str, ...]:
         """Splits the weights were trained on (``fitted_splits``)."""
         return fitted_splits(self.manifest.get("training", {}))

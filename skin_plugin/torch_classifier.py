@@ -7,7 +7,7 @@ import torch
 
 from skin_plugin.calibration import Calibration
 from skin_plugin.constants import NUM_CLASSES
-from skin_plugin.networks import load_lesioncnn
+from skin_plugin.networks import load_network
 from skin_plugin.prediction import Prediction
 from skin_plugin.release import ModelRelease
 from skin_plugin.transforms import flip_views, normalize_batch
@@ -34,7 +34,7 @@ class TorchClassifier:
         release.verify()
         self.release = release
         self.calibration: Calibration = release.calibration
-        self.model = load_lesioncnn(release.weights_path, release.activation).to(
+        self.model = load_network(release.weights_path, release.activation, release.network).to(
             memory_format=torch.channels_last)
 
     def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256,

@@ -95,7 +95,8 @@ class BatchAugment(RandomizableTransform):
 
     def __init__(self, max_rotation_deg: float = 180.0, scale_range: tuple[float, float] = (0.85, 1.25),
                  max_shift: float = 0.1, brightness: float = 0.2, contrast: float = 0.2,
-                 saturation: float = 0.2, channel_gain: float = 0.05, seed: int = 0) -> None:
+                 saturation: float = 0.2, channel_gain: float = 0.05, aspect_jitter: float = 0.0,
+                 seed: int = 0) -> None:
         RandomizableTransform.__init__(self, prob=1.0)
         self.max_rotation = math.radians(max_rotation_deg)
         self.scale_range = scale_range
@@ -104,6 +105,7 @@ class BatchAugment(RandomizableTransform):
         self.contrast = contrast
         self.saturation = saturation
         self.channel_gain = channel_gain
+        self.aspect_jitter = aspect_jitter
         self.generator = torch.Generator().manual_seed(seed)
 
     def _uniform(self, n: int, low: float, high: float, *shape: int) -> torch.Tensor:
@@ -124,6 +126,12 @@ class BatchAugment(RandomizableTransform):
         theta[:, 0, 1] = -sin / aspect * flip_y
         theta[:, 1, 0] = sin * aspect * flip_x
         theta[:, 1, 1] = cos * flip_y
+        if self.aspect_jitter:
+            # Stretch the sampled x range by r and y by 1/r: a frame of another aspect squeezed into 4:3.
+            log_r = math.log(1 + self.aspect_jitter)
+            r = torch.exp(self._uniform(b, -log_r, log_r)).sqrt()
+            theta[:, 0, :2] *= r.unsqueeze(1)
+            theta[:, 1, :2] /= r.unsqueeze(1)
         theta[:, :, 2] = self._uniform(b, -self.max_shift, self.max_shift, 2) * 2
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -16,6 +16,9 @@ from rich.progress import track
 from skin_plugin.constants import CLASS_CODES, INPUT_HEIGHT, INPUT_WIDTH, RESIZE_MODE
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
+DEFAULT_EXTRA_DIR = DEFAULT_DATA_DIR.parent / "extra_derm"
+"""Non-HAM dermoscopy images (ISIC 2017, PH2; its README): training only, never validation or test."""
+EXTRA_SOURCES = ("ISIC2017", "PH2")
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 SPLIT_LEVELS = ("lesion", "image")
@@ -44,6 +47,19 @@ def read_metadata(path: Path) -> list[Record]:
     unknown = {r["dx"] for r in rows} - set(CLASS_CODES)
     if unknown:
         raise ValueError(f"{path}: unknown dx value(s) {sorted(unknown)}; expected {CLASS_CODES}")
+    return [Record(r["image_id"], r["lesion_id"], r["dx"]) for r in rows]
+
+
+def read_extra_metadata(path: Path, sources: list[str]) -> list[Record]:
+    """The images of ``sources`` listed in ``extra_derm/metadata.csv`` (image_id,dx,source,...,lesion_id)."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["source"] in sources]
+    unknown = {r["dx"] for r in rows} - set(CLASS_CODES)
+    if unknown:
+        raise ValueError(f"{path}: unknown dx value(s) {sorted(unknown)}; expected {CLASS_CODES}")
+    missing = set(sources) - {r["source"] for r in rows}
+    if missing:
+        raise ValueError(f"{path}: no image of source(s) {sorted(missing)}")
     return [Record(r["image_id"], r["lesion_id"], r["dx"]) for r in rows]
 
 

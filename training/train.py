@@ -16,16 +16,26 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from skin_plugin.constants import CLASS_CODES, NUM_CLASSES
-from skin_plugin.networks import ACTIVATIONS, DEFAULT_ACTIVATION, LesionCNN, load_lesioncnn
+from skin_plugin.networks import (
+    ACTIVATIONS,
+    DEFAULT_ACTIVATION,
+    LESIONCNN_NETWORK,
+    build_network,
+    load_network,
+    network_names,
+)
 from skin_plugin.release import MANIFEST_NAME, ModelRelease, fitted_splits
 from skin_plugin.torch_classifier import predict_logits
 from skin_plugin.transforms import BatchAugment, normalize_batch
 from training.calibrate import calibrated_scores, log_class_prior
 from training.data import (
     DEFAULT_DATA_DIR,
+    DEFAULT_EXTRA_DIR,
+    EXTRA_SOURCES,
     SPLIT_LEVELS,
     decode_all,
     make_split,
+    read_extra_metadata,
     read_metadata,
     write_split,
 )
@@ -84,7 +94,21 @@ class TrainConfig:
     split_level: str = "lesion"
     """"lesion" (every release), or "image": the leaky image-level split, for ``training.leakage`` only
     (``training.package`` refuses such a run)."""
+    network: str = LESIONCNN_NETWORK
+    """The network trained: "lesioncnn" (from scratch) or a ProxylessNAS/MCUNet student
+    (``skin_plugin.proxyless.PROXYLESS_NETWORKS``)."""
+    pretrained: bool = False
+    """Start a student from its ImageNet weights (``../shared/weights/imagenet``)."""
+    extra_sources: str = ""
+    """Comma-separated sources of ``../shared/data/extra_derm`` added to the fitted images (never to
+    validation or test), e.g. "ISIC2017"; empty = HAM10000 only."""
+    extra_dir: str = str(DEFAULT_EXTRA_DIR)
+    aspect_jitter: float = 0.0
+    """Random change of aspect ratio in training (log-uniform factor up to 1 + this): robustness to 3:2 or
+    square frames squeezed into the 4:3 model input."""
     threads: int = 2
+    resume: bool = False
+    """Continue from the run folder's ``resume.pt`` (written after every epoch) if it holds this config."""
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -98,6 +122,13 @@ class TrainConfig:
                              f"(choosing a checkpoint on training images would be circular)")
         if self.split_level not in SPLIT_LEVELS:
             raise ValueError(f"split_level {self.split_level!r}: choose one of {', '.join(SPLIT_LEVELS)}")
+        if self.network not in network_names():
+            raise ValueError(f"network {self.network!r}: choose one of {', '.join(network_names())}")
+        if self.pretrained and self.network == LESIONCNN_NETWORK:
+            raise ValueError("pretrained needs a student network: LesionCNN is trained from scratch")
+        unknown = {s for s in self.extra_sources.split(",") if s} - set(EXTRA_SOURCES)
+        if unknown:
+            raise ValueError(f"extra source(s) {sorted(unknown)}: choose from {', '.join(EXTRA_SOURCES)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
         if self.logit_adjust and (self.cutmix_prob or self.teacher):
@@ -107,6 +138,14 @@ class TrainConfig:
                 raise ValueError(f"{name} {getattr(self, name)} is outside 0..1")
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError("distill_weight > 0 needs a teacher")
+
+
+RESUME_NAME = "resume.pt"
+
+
+def _recipe(cfg: TrainConfig) -> dict:
+    """The config as stored in checkpoints: everything but the history and the resume switch."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("history", "resume")}
 
 
 def _seed_everything(seed: int) -> None:
@@ -156,7 +195,7 @@ def load_frozen_lesioncnn(path: str | Path) -> torch.nn.Module:
     the release's activation) or a run checkpoint."""
     release_dir = Path(path).parent
     activation = ModelRelease.load(release_dir).activation if (release_dir / MANIFEST_NAME).exists() else None
-    return load_lesioncnn(path, activation).requires_grad_(False).to(memory_format=torch.channels_last)
+    return load_network(path, activation).requires_grad_(False).to(memory_format=torch.channels_last)
 
 
 def load_teacher(paths: str | Path) -> torch.nn.Module:
@@ -247,6 +286,13 @@ def train(cfg: TrainConfig) -> Path:
     idx_fit = torch.tensor([i for i, r in enumerate(records) if split[r.image_id] in fit_splits])
     idx_val = torch.tensor([i for i, r in enumerate(records) if split[r.image_id] == "val"])
     x_train, y_train = images[idx_fit], labels[idx_fit]
+    sources = [s for s in cfg.extra_sources.split(",") if s]
+    if sources:
+        extra_dir = Path(cfg.extra_dir)
+        extra = read_extra_metadata(extra_dir / "metadata.csv", sources)
+        x_train = torch.cat([x_train, decode_all(extra, extra_dir / "images", Path(cfg.cache_dir))])
+        y_train = torch.cat([y_train, torch.tensor([r.label for r in extra])])
+        console.print(f"added {len(extra)} training images from {', '.join(sources)}")
     x_val, y_val = images[idx_val], labels[idx_val]
     counts = torch.bincount(y_train, minlength=NUM_CLASSES).float()
     sample_weight = counts.pow(-cfg.sampling_power)[y_train]
@@ -257,7 +303,8 @@ def train(cfg: TrainConfig) -> Path:
 
     log_prior = log_class_prior(y_train.numpy())
     loss_offset = cfg.logit_adjust * torch.as_tensor(log_prior, dtype=torch.float32)
-    model = LesionCNN(dropout=cfg.dropout, activation=cfg.activation).to(memory_format=torch.channels_last)
+    model = build_network(cfg.network, cfg.activation, cfg.dropout, cfg.pretrained).to(
+        memory_format=torch.channels_last)
     ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
     decay, no_decay = [], []
     for p in model.parameters():
@@ -265,22 +312,36 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     teacher = load_teacher(cfg.teacher) if cfg.teacher and cfg.distill_weight > 0 else None
-    augment = BatchAugment(seed=cfg.seed)
+    augment = BatchAugment(seed=cfg.seed, aspect_jitter=cfg.aspect_jitter)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(y_train) // cfg.batch_size
     if cfg.max_batches_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_batches_per_epoch)
     total_steps = steps_per_epoch * cfg.max_epochs
-    step, best, best_epoch = 0, -1.0, 0
-    start = time.monotonic()
+    step, best, best_epoch, first_epoch = 0, -1.0, 0, 1
     ckpt_path = out / "lesioncnn.pt"
+    resume_path = out / RESUME_NAME
     cfg.history = []
+    recipe = _recipe(cfg)
+    if cfg.resume and resume_path.exists():
+        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        if state["config"] != recipe:
+            raise ValueError(f"{resume_path} was written by another configuration: start a new run folder")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        augment.generator.set_state(state["augment_generator"])
+        step, best, best_epoch, cfg.history = state["step"], state["best"], state["best_epoch"], state["history"]
+        first_epoch = state["epoch"] + 1
+        console.print(f"resumed after epoch {state['epoch']} from {resume_path}")
+    start = time.monotonic() - 60 * (cfg.history[-1]["minutes"] if cfg.history else 0.0)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[info]}"),
                   console=console, transient=False) as progress:
-        task = progress.add_task("Training", total=cfg.max_epochs, info="")
-        for epoch in range(1, cfg.max_epochs + 1):
+        task = progress.add_task("Training", total=cfg.max_epochs, completed=first_epoch - 1, info="")
+        for epoch in range(first_epoch, cfg.max_epochs + 1):
             model.train()
             draw = torch.multinomial(sample_weight, steps_per_epoch * cfg.batch_size, replacement=True,
                                      generator=gen)
@@ -322,8 +383,11 @@ def train(cfg: TrainConfig) -> Path:
                      "last": float(epoch)}[cfg.select_on]
             if score > best:
                 best, best_epoch = score, epoch
-                torch.save({"state_dict": ema.module.state_dict(), "epoch": epoch,
-                            "config": {k: v for k, v in asdict(cfg).items() if k != "history"}}, ckpt_path)
+                torch.save({"state_dict": ema.module.state_dict(), "epoch": epoch, "config": recipe}, ckpt_path)
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(), "augment_generator": augment.generator.get_state(),
+                        "step": step, "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                        "history": cfg.history, "config": recipe}, resume_path)
             progress.update(task, advance=1, info=_progress_info(row, best, best_epoch))
             (out / "history.json").write_text(json.dumps(cfg.history, indent=1))
             plot_curves(cfg.history, out / "training_curves.png")
