@@ -24,7 +24,7 @@ from skin_plugin.constants import (
     NUM_CLASSES,
     RESIZE_MODE,
 )
-from skin_plugin.networks import LesionCNN, resnet50_baseline
+from skin_plugin.networks import LESIONCNN_NETWORK, build_network, resnet50_baseline
 from skin_plugin.release import MANIFEST_NAME, WEIGHTS_NAME, ModelRelease, sha256_file
 from skin_plugin.torch_classifier import TorchClassifier
 from training.calibrate import fit_calibration, log_class_prior
@@ -37,8 +37,9 @@ from training.refit import RECIPE_VALIDATION_NAME, RecipeValidation, is_refit
 RUN_FILES = ("split.csv", "history.json", "training_curves.png")
 
 
-def _complexities() -> dict:
-    lesion = count_complexity(LesionCNN())
+def _complexities(config: dict) -> dict:
+    lesion = count_complexity(build_network(config.get("network", LESIONCNN_NETWORK),
+                                            config.get("activation", LEGACY_ACTIVATION)))
     resnet = resnet50_baseline()
     at_input = count_complexity(resnet)
     at_224 = count_complexity(resnet, (INPUT_CHANNELS, 224, 224))
@@ -46,6 +47,15 @@ def _complexities() -> dict:
         "lesioncnn": {"params": lesion.params, "macs": lesion.macs},
         "resnet50": {"params": at_input.params, "macs": at_input.macs, "macs_224x224": at_224.macs},
     }
+
+
+def _architecture(config: dict) -> str:
+    """One line naming the network of a training config."""
+    network = config.get("network", LESIONCNN_NETWORK)
+    if network == LESIONCNN_NETWORK:
+        return "LesionCNN (inverted residual CNN within the budget of arXiv 2505.21597)"
+    start = "ImageNet-pretrained (MCUNet/ProxylessNAS weights, MIT)" if config.get("pretrained") else "from scratch"
+    return f"{network} (ProxylessNAS/MCUNet inverted residual network within the same budget), {start}"
 
 
 def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
@@ -80,11 +90,11 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         for name in RUN_FILES:
             shutil.copy2(run_dir / name, out_dir / name)
     split_file = out_dir / "split.csv"
-    complexity = _complexities()
+    complexity = _complexities(ckpt["config"])
     manifest = {
         "name": MODEL_NAME,
         "version": MODEL_VERSION,
-        "architecture": "LesionCNN (inverted residual CNN within the budget of arXiv 2505.21597)",
+        "architecture": _architecture(ckpt["config"]),
         "activation": ckpt["config"].get("activation", LEGACY_ACTIVATION),
         "classes": list(CLASS_CODES),
         "input": {"channels": INPUT_CHANNELS, "height": INPUT_HEIGHT, "width": INPUT_WIDTH,
