@@ -237,12 +237,20 @@ def evaluate_cmd(metadata: Annotated[Path, typer.Option(help="HAM10000-format me
                  split_file: Annotated[Path | None, typer.Option(help="split.csv to filter by.")] = None,
                  split: Annotated[str | None, typer.Option(help="Split to keep (train/val/test).")] = None,
                  bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs.")] = 1000,
+                 source: Annotated[str | None, typer.Option(
+                     help="Keep one source of a metadata CSV with a source column (extra_derm: PH2).")] = None,
                  ) -> None:
     """Score a folder of labelled images and write accuracy, AUC, calibration and confusion matrix."""
+    import tempfile
+
+    from training.data import write_source_metadata
     from training.evaluate import evaluate
 
     classifier = _classifier(backend, precision, device, model, streams, threads)
-    report = evaluate(metadata, images, classifier, json_out, split_file, split, bootstrap=bootstrap)
+    with tempfile.TemporaryDirectory() as tmp:
+        if source is not None:
+            metadata = write_source_metadata(metadata, source, Path(tmp) / "metadata.csv")
+        report = evaluate(metadata, images, classifier, json_out, split_file, split, bootstrap=bootstrap)
     keys = ("n_images", "accuracy", "balanced_accuracy", "macro_f1", "mel_auc", "ece")
     console.print({k: round(report[k], 4) if isinstance(report[k], float) else report[k] for k in keys})
     console.print(f"wrote {json_out} and {json_out.with_suffix('.confusion.png')}")

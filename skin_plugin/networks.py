@@ -117,13 +117,15 @@ class LesionCNN(nn.Module):
 
 LESIONCNN_NETWORK = "lesioncnn"
 """``network`` of every run and release before pretrained students (the from-scratch LesionCNN)."""
+TRANSFER_NETWORK = "efficientnet-lite0"
+"""The ImageNet transfer-learning comparison model (above the budget: compared, never shipped)."""
 
 
 def network_names() -> tuple[str, ...]:
     """What a training config's ``network`` may name: LesionCNN, or a ProxylessNAS/MCUNet student."""
     from skin_plugin.proxyless import PROXYLESS_NETWORKS
 
-    return (LESIONCNN_NETWORK, *PROXYLESS_NETWORKS)
+    return (LESIONCNN_NETWORK, *PROXYLESS_NETWORKS, TRANSFER_NETWORK)
 
 
 def build_network(network: str = LESIONCNN_NETWORK, activation: str = DEFAULT_ACTIVATION, dropout: float = 0.2,
@@ -133,6 +135,10 @@ def build_network(network: str = LESIONCNN_NETWORK, activation: str = DEFAULT_AC
         if pretrained:
             raise ValueError("LesionCNN has no pretrained weights: it is trained from scratch")
         return LesionCNN(dropout=dropout, activation=activation)
+    if network == TRANSFER_NETWORK:
+        from skin_plugin.efficientnet_lite import EfficientNetLite0
+
+        return EfficientNetLite0.pretrained(dropout=dropout) if pretrained else EfficientNetLite0(dropout=dropout)
     from skin_plugin.proxyless import ProxylessNet
 
     return ProxylessNet.from_name(network, dropout=dropout, pretrained=pretrained)

@@ -63,6 +63,23 @@ def read_extra_metadata(path: Path, sources: list[str]) -> list[Record]:
     return [Record(r["image_id"], r["lesion_id"], r["dx"]) for r in rows]
 
 
+def write_source_metadata(metadata: Path, source: str, out: Path) -> Path:
+    """Write the rows of one ``source`` of a metadata CSV that has that column (``extra_derm``) to ``out``."""
+    with open(metadata, newline="") as f:
+        reader = csv.DictReader(f)
+        if "source" not in (reader.fieldnames or []):
+            raise ValueError(f"{metadata} has no source column: --source applies to extra_derm/metadata.csv")
+        rows = [r for r in reader if r["source"] == source]
+        fields = reader.fieldnames
+    if not rows:
+        raise ValueError(f"{metadata}: no image of source {source!r}")
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
 def lesion_groups(records: list[Record], duplicates_csv: Path | None) -> dict[str, str]:
     """Map each lesion_id to a group id; lesions listed together as missed duplicates share one."""
     parent = {r.lesion_id: r.lesion_id for r in records}
