@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from skin_plugin.calibration import Calibration
 from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.prediction import Prediction
 from skin_plugin.results import ModelIdentity
 
 BACKENDS = ("openvino", "torch")
+log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str, str]] = set()
 
 
 class Classifier(Protocol):
@@ -21,16 +26,26 @@ class Classifier(Protocol):
 
 
 def model_identity(classifier: object) -> ModelIdentity:
-    """Name, version, backend, precision and file hash of a classifier's model, for reports."""
+    """Name, version, backend, precision, file hash and review thresholds of a classifier's model, for
+    reports."""
     from skin_plugin.openvino_classifier import OpenVINOClassifier
 
     if isinstance(classifier, OpenVINOClassifier):
         m = classifier.manifest
-        return ModelIdentity(m.name, m.version, "openvino", classifier.precision,
-                             m.weights_sha256(classifier.precision))
-    release = classifier.release  # type: ignore[attr-defined]
-    return ModelIdentity(release.name, release.version, "torch", "fp32",
-                         release.manifest["weights"]["sha256"])
+        identity = ModelIdentity(m.name, m.version, "openvino", classifier.precision,
+                                 m.weights_sha256(classifier.precision))
+    else:
+        release = classifier.release  # type: ignore[attr-defined]
+        identity = ModelIdentity(release.name, release.version, "torch", "fp32",
+                                 release.manifest["weights"]["sha256"])
+    calibration: Calibration = classifier.calibration  # type: ignore[attr-defined]
+    if calibration.malignant_threshold is None and (key := (identity.name, identity.version, identity.sha256)
+                                                     ) not in _WARNED:
+        _WARNED.add(key)
+        log.warning("%s %s records no malignancy operating point (packaged before it existed): images are "
+                    "flagged for review for a malignant predicted class, melanoma probability or low "
+                    "confidence only; package the release again to add one", identity.name, identity.version)
+    return replace(identity, review=calibration.review)
 
 
 def make_classifier(backend: str = "openvino", precision: str | None = None, device: str = "CPU",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from skin_plugin.dicom.records import DicomSourceInfo
+from skin_plugin.review import ReviewThresholds
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,14 @@ class ModelIdentity:
     precision: str
     sha256: str
     """sha256 of the weights/IR file that ran (for IR: the .bin of that precision)."""
+    review: ReviewThresholds = field(default_factory=ReviewThresholds)
+    """When its results are flagged for review: the release's operating point and the product's extra
+    thresholds (every report writer reads them from here)."""
+
+    def to_dict(self) -> dict[str, str]:
+        """The identity written into reports (the review thresholds are reported with the flags)."""
+        return {"name": self.name, "version": self.version, "backend": self.backend,
+                "precision": self.precision, "sha256": self.sha256}
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,35 @@ def _cases(html: str) -> list[str]:
 def test_flagged_cases_come_first_then_others_then_failures(report):
     html = report.read_text("utf-8")
     assert report.name == "report.html"
-    assert _cases(html) == [" review"] * 4 + [""] * 4
-    flagged = html[html.index("Flagged for review (4)"):html.index("Other cases (4)")]
-    # highest melanoma probability first: 72%, 40%, 31% (the DICOM), then the low-confidence bcc
-    assert re.findall(r"Melanoma probability ([\d.]+)%", flagged) == ["72.0", "40.0", "31.0"]
+    assert _cases(html) == [" review"] * 6 + [""] * 2
+    flagged = html[html.index("Flagged for review (6)"):html.index("Other cases (2)")]
+    # highest malignancy score first: mel 77%, akiec 69%, bcc 65%, nv 45%, nv 35% (the DICOM), df 23%
+    assert re.findall(r"Malignancy score ([\d.]+)% &ge; 20.0%", flagged) == [
+        "77.0", "69.0", "65.0", "45.0", "35.0", "23.0"]
     assert re.findall(r"<h3>([^<]+) <span", flagged) == [
-        "Melanoma", "Melanocytic nevi", "Melanocytic nevi", "Basal cell carcinoma"]
+        "Melanoma", "Actinic keratoses and intraepithelial carcinoma (Bowen&#x27;s disease)",
+        "Basal cell carcinoma", "Melanocytic nevi", "Melanocytic nevi", "Dermatofibroma"]
+    assert flagged.count("Malignant class predicted") == 3  # every malignant call is in this section
+    assert re.findall(r"Melanoma probability ([\d.]+)%", flagged) == ["72.0", "40.0", "31.0"]
+    assert "at or above 20.0%" in flagged and "it flagged 95.0% of the malignant validation images" in flagged
+    others = html[html.index("Other cases (2)"):html.index("Failed inputs (2)")]
+    assert "Malignant class" not in others and "badge" not in others
     failed = html[html.index("Failed inputs (2)"):]
     assert "corrupt.jpg" in failed and "notes.txt" in failed and "neither a DICOM file nor" in failed
-    assert html.index("Other cases (4)") < html.index("Failed inputs (2)")
+    assert html.index("Other cases (2)") < html.index("Failed inputs (2)")
+
+
+def test_a_release_without_an_operating_point_says_so(batch):
+    from dataclasses import replace
+
+    from skin_plugin.reports import render_html
+    from skin_plugin.review import ReviewThresholds
+
+    results, _ = batch
+    old = replace(STUB_MODEL, review=ReviewThresholds())
+    html = render_html(results, BatchSummary.from_results(results, 2.0, old), thumbnails_from="none")
+    assert "records no operating point" in html and "Malignancy score" not in html
+    assert "Flagged for review (5)" in html  # malignant calls, melanoma and low confidence: all but the df
 
 
 def test_header_stats_and_melanoma_highlight(report):
@@ -50,7 +70,7 @@ def test_header_stats_and_melanoma_highlight(report):
     assert "Not for clinical use." in html and "LesionCNN 1.0.0" in html and "openvino int8" in html
     assert html.count('<tr class="mel') == 8  # one highlighted melanoma row per case
     assert '<tr class="mel pred"' in html  # the melanoma case: highlighted and predicted
-    assert "<b>10</b><span>images</span>" in html and "<b>4</b><span>flagged for review</span>" in html
+    assert "<b>10</b><span>images</span>" in html and "<b>6</b><span>flagged for review</span>" in html
     assert "Melanocytic nevi" in html and "Dermatofibroma" in html
 
 

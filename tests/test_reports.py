@@ -26,19 +26,22 @@ from skin_plugin.reports import (
     write_image_reports,
 )
 from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.review import REVIEW_REASONS
 
 SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
-STUB_MODEL = ModelIdentity("LesionCNN", "1.0.0", "openvino", "int8", hashlib.sha256(b"stub").hexdigest())
-# Rows (akiec, bcc, bkl, df, mel, nv, vasc) handed out in input order; labels are the argmax.
+STUB_MODEL = ModelIdentity("LesionCNN", "1.0.0", "openvino", "int8", hashlib.sha256(b"stub").hexdigest(),
+                           review=ReviewThresholds(malignancy=0.2, target_sensitivity=0.95))
+# Rows (akiec, bcc, bkl, df, mel, nv, vasc) handed out in input order; labels are the argmax. Flags at
+# STUB_MODEL's thresholds (malignancy score = akiec + bcc + mel >= 0.2, mel > 0.3, top < 0.5):
 STUB_PROBS = np.array([
-    [0.02, 0.03, 0.05, 0.01, 0.72, 0.15, 0.02],   # mel, flagged: melanoma
-    [0.01, 0.01, 0.03, 0.01, 0.04, 0.89, 0.01],   # nv
-    [0.20, 0.35, 0.15, 0.05, 0.10, 0.10, 0.05],   # bcc, flagged: low confidence
-    [0.02, 0.03, 0.05, 0.02, 0.40, 0.45, 0.03],   # nv, flagged: melanoma + low confidence
-    [0.05, 0.03, 0.80, 0.02, 0.04, 0.05, 0.01],   # bkl
-    [0.02, 0.05, 0.08, 0.70, 0.03, 0.10, 0.02],   # df
-    [0.01, 0.01, 0.01, 0.005, 0.005, 0.01, 0.95],  # vasc
-    [0.02, 0.02, 0.05, 0.01, 0.31, 0.55, 0.04],   # nv, flagged: melanoma (the DICOM frame)
+    [0.02, 0.03, 0.05, 0.01, 0.72, 0.15, 0.02],   # mel, score 0.77: malignancy, malignant class, melanoma
+    [0.01, 0.01, 0.03, 0.01, 0.04, 0.89, 0.01],   # nv, score 0.06: not flagged
+    [0.20, 0.35, 0.15, 0.05, 0.10, 0.10, 0.05],   # bcc, score 0.65: malignancy, malignant class, low confidence
+    [0.02, 0.03, 0.05, 0.02, 0.40, 0.45, 0.03],   # nv, score 0.45: malignancy, melanoma, low confidence
+    [0.62, 0.03, 0.25, 0.02, 0.04, 0.03, 0.01],   # akiec, score 0.69: malignancy, malignant class
+    [0.10, 0.10, 0.05, 0.60, 0.03, 0.10, 0.02],   # df, score 0.23: malignancy only
+    [0.01, 0.01, 0.01, 0.005, 0.005, 0.01, 0.95],  # vasc, score 0.025: not flagged
+    [0.02, 0.02, 0.05, 0.01, 0.31, 0.55, 0.04],   # nv, score 0.35: malignancy, melanoma (the DICOM frame)
 ])
 PATIENT = PatientStudy(patient_name="DOE^JANE<script>", patient_id="P<1>&2", sex="F", age="045Y",
                        study_date="20250102", accession_number="ACC&1")
@@ -80,20 +83,29 @@ def results(tmp_path_factory) -> list[ScoreResult]:
     return stub_batch(tmp_path_factory.mktemp("inputs"))
 
 
-def test_schemas_are_draft_2020_12_with_versioned_ids():
-    for name, kind in (("image-report-1.0", "image-report"), ("summary-1.0", "summary")):
-        schema = load_schema(name)
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_schemas_are_draft_2020_12_with_versioned_ids(version):
+    """1.1 is written now; 1.0 stays bundled to validate the reports of earlier versions."""
+    for kind in ("image-report", "summary"):
+        schema = load_schema(f"{kind}-{version}")
         jsonschema.Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-        assert schema["$id"] == f"urn:skin-lesion-plugin:schema:{kind}:1.0"
+        assert schema["$id"] == f"urn:skin-lesion-plugin:schema:{kind}:{version}"
         assert schema["properties"]["schema"]["const"] == schema["$id"]
+    assert load_schema()["$id"] == "urn:skin-lesion-plugin:schema:image-report:1.1"
+
+
+def test_schemas_list_every_review_reason():
+    flags = load_schema("image-report-1.1")["properties"]["flags"]["properties"]
+    assert flags["reasons"]["items"]["enum"] == list(REVIEW_REASONS)
+    assert load_schema("summary-1.1")["properties"]["flag_reasons"]["required"] == list(REVIEW_REASONS)
 
 
 def test_image_reports_validate_and_carry_the_prediction(results, tmp_path):
     paths = write_image_reports(results, STUB_MODEL, tmp_path)
     assert len(paths) == 8 and len({p.name for p in paths}) == 8
     assert sorted(tmp_path.iterdir()) == sorted(paths)  # no temporary files left behind
-    check = validator("image-report-1.0")
+    check = validator("image-report-1.1")
     for p in paths:
         report = json.loads(p.read_text("utf-8"))
         check.validate(report)
@@ -118,23 +130,43 @@ def test_dicom_report_holds_identity_and_phi(results, tmp_path):
     assert d["study_instance_uid"] and d["series_instance_uid"]
     assert report["prediction"] == {"code": "nv", "name": "Melanocytic nevi", "malignant": False,
                                     "probability": pytest.approx(0.55)}
-    assert report["flags"]["review"] and report["flags"]["reasons"] == ["melanoma_probability"]
+    flags = report["flags"]
+    assert flags["review"] and flags["reasons"] == ["malignancy_score", "melanoma_probability"]
+    assert flags["malignancy_score"] == pytest.approx(0.35)
+    assert flags["thresholds"] == {"malignancy": 0.2, "target_sensitivity": 0.95, "melanoma": 0.3,
+                                   "low_confidence": 0.5}
 
 
 def test_review_flags_and_thresholds():
-    def flags(probs: list[float], **kw) -> list[str]:
+    def flags(probs: list[float], model: ModelIdentity = STUB_MODEL, **kw) -> list[str]:
         r = ScoreResult("x.jpg", label=CLASS_CODES[int(np.argmax(probs))],
                         probabilities=dict(zip(CLASS_CODES, probs)))
-        return image_report(r, STUB_MODEL, thresholds=ReviewThresholds(**kw))["flags"]["reasons"]
+        return image_report(r, model, thresholds=ReviewThresholds(**kw) if kw else None)["flags"]["reasons"]
 
-    assert flags(list(STUB_PROBS[0])) == ["melanoma_probability"]
+    assert flags(list(STUB_PROBS[0])) == ["malignancy_score", "malignant_class", "melanoma_probability"]
     assert flags(list(STUB_PROBS[1])) == []
-    assert flags(list(STUB_PROBS[2])) == ["low_confidence"]
-    assert flags(list(STUB_PROBS[3])) == ["melanoma_probability", "low_confidence"]
-    assert flags(list(STUB_PROBS[3]), melanoma=0.5, low_confidence=0.4) == []
-    assert flags([0, 0, 0, 0, 0.3, 0.7, 0]) == []  # "above": a tie with the threshold is not flagged
+    assert flags(list(STUB_PROBS[2])) == ["malignancy_score", "malignant_class", "low_confidence"]
+    assert flags(list(STUB_PROBS[3])) == ["malignancy_score", "melanoma_probability", "low_confidence"]
+    assert flags(list(STUB_PROBS[4])) == ["malignancy_score", "malignant_class"]  # a confident akiec call
+    assert flags(list(STUB_PROBS[5])) == ["malignancy_score"]  # a benign call with a high malignancy score
+    assert flags(list(STUB_PROBS[3]), malignancy=0.5, melanoma=0.5, low_confidence=0.4) == []
+    assert flags([0, 0, 0, 0, 0.3, 0.7, 0], malignancy=0.31) == []  # "above": a tie on melanoma is not flagged
+    assert flags([0.1, 0.05, 0, 0, 0.05, 0.8, 0], malignancy=0.2) == ["malignancy_score"]  # "at or above"
     with pytest.raises(ValueError):
         ReviewThresholds(melanoma=1.5)
+    with pytest.raises(ValueError):
+        ReviewThresholds(malignancy=-0.1)
+
+
+def test_a_release_without_an_operating_point_still_flags_malignant_calls():
+    """Releases packaged before the operating point load with malignancy None: no score reason, every other
+    reason still applies, and the report says the threshold is missing."""
+    old = ModelIdentity("LesionCNN", "1.1.0", "openvino", "int8", STUB_MODEL.sha256)
+    r = ScoreResult("x.jpg", label="akiec", probabilities=dict(zip(CLASS_CODES, STUB_PROBS[4])))
+    report = image_report(r, old)
+    assert report["flags"]["reasons"] == ["malignant_class"]
+    assert report["flags"]["thresholds"]["malignancy"] is None
+    validator("image-report-1.1").validate(report)
 
 
 def test_failed_results_get_no_image_report(results, tmp_path):
@@ -148,13 +180,15 @@ def test_summary_counts_failures_and_schema(results, tmp_path):
     summary = BatchSummary.from_results(results, 2.0, STUB_MODEL)
     path = summary.write(tmp_path)
     data = json.loads(path.read_text("utf-8"))
-    validator("summary-1.0").validate(data)
+    validator("summary-1.1").validate(data)
     assert path.name == "summary.json"
     assert (data["images"], data["scored"], len(data["failed"])) == (10, 8, 2)
     assert data["images_per_s"] == 5.0 and data["wall_s"] == 2.0
-    assert data["counts"] == {"akiec": 0, "bcc": 1, "bkl": 1, "df": 1, "mel": 1, "nv": 3, "vasc": 1}
-    assert data["flagged"] == 4
-    assert data["flag_reasons"] == {"melanoma_probability": 3, "low_confidence": 2}
+    assert data["counts"] == {"akiec": 1, "bcc": 1, "bkl": 0, "df": 1, "mel": 1, "nv": 3, "vasc": 1}
+    assert data["flagged"] == 6
+    assert data["flag_reasons"] == {"malignancy_score": 6, "malignant_class": 3, "melanoma_probability": 3,
+                                    "low_confidence": 2}
+    assert data["thresholds"]["malignancy"] == 0.2
     assert [Path(f["input"]).name for f in data["failed"]] == ["corrupt.jpg", "notes.txt"]
     assert "truncated" in data["failed"][0]["reason"] or "unreadable" in data["failed"][0]["reason"]
     assert "neither a DICOM file nor" in data["failed"][1]["reason"]
@@ -167,10 +201,10 @@ def test_summary_counts_failures_and_schema(results, tmp_path):
 
 def test_summary_of_an_empty_or_all_failed_batch():
     data = BatchSummary.from_results([ScoreResult("a.jpg", error="bad")], 0.0, STUB_MODEL).to_dict()
-    validator("summary-1.0").validate(data)
+    validator("summary-1.1").validate(data)
     assert data["images_per_s"] is None and data["latency_p50_ms"] is None and data["scored"] == 0
     assert data["failed"] == [{"input": "a.jpg", "reason": "bad"}]
-    validator("summary-1.0").validate(BatchSummary.from_results([], 0.0, STUB_MODEL).to_dict())
+    validator("summary-1.1").validate(BatchSummary.from_results([], 0.0, STUB_MODEL).to_dict())
 
 
 def _dicom_result(uid: str) -> ScoreResult:
@@ -235,9 +269,9 @@ def test_real_model_outputs_validate(tmp_path):
     results = score_files(batch_inputs(tmp_path / "in"), classifier)
     model = model_identity(classifier)
     paths = write_image_reports(results, model, tmp_path / "out")
-    check = validator("image-report-1.0")
+    check = validator("image-report-1.1")
     for p in paths:
         check.validate(json.loads(p.read_text("utf-8")))
     summary = BatchSummary.from_results(results, 1.0, model)
-    validator("summary-1.0").validate(json.loads(summary.write(tmp_path / "out").read_text("utf-8")))
+    validator("summary-1.1").validate(json.loads(summary.write(tmp_path / "out").read_text("utf-8")))
     assert (summary.images, summary.scored, len(summary.failed), len(paths)) == (10, 8, 2, 8)

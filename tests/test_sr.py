@@ -27,9 +27,11 @@ from skin_plugin.dicom.sop_classes import (
     SECONDARY_CAPTURE_IMAGE_STORAGE,
 )
 from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.review import MALIGNANT_CODES, ReviewThresholds, review_reasons
 from skin_plugin.sr import SRSourceError, SRTemplate, build_reference_sr, codes
 
-MODEL = ModelIdentity(MODEL_NAME, MODEL_VERSION, backend="openvino", precision="int8", sha256="0123abcd" * 8)
+MODEL = ModelIdentity(MODEL_NAME, MODEL_VERSION, backend="openvino", precision="int8", sha256="0123abcd" * 8,
+                      review=ReviewThresholds(malignancy=0.0897, target_sensitivity=0.95))
 WHEN = datetime(2025, 3, 4, 5, 6, 7, 891011)
 SR_SERIES = "1.2.826.0.1.3680043.8.498.424242.1"
 
@@ -155,6 +157,32 @@ def test_cases_cover_every_class(reports):
     assert {r[0].label for r in reports.values()} == set(CLASS_CODES)
 
 
+def test_cases_cover_both_review_flag_values(reports):
+    """The template patches the review flag's code (Yes / No: values of different lengths) and the score."""
+    flags = {bool(review_reasons(r.probabilities, r.label, MODEL.review)) for r, *_ in reports.values()}
+    assert flags == {True, False}
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_the_review_flag_follows_the_models_operating_point(sources, threshold):
+    """An nv call with malignancy score 0.45 is flagged (Yes) at threshold 0.4, not at 0.5; a release without
+    an operating point (None) reports it with the other reasons only, and says so in its parameters."""
+    probs = dict(zip(CLASS_CODES, [0.05, 0.05, 0.05, 0.0, 0.1, 0.75, 0.0]))
+    result = ScoreResult(input="x.dcm", source=sources["coded-region"], label="nv", probabilities=probs)
+    model = replace(MODEL, review=ReviewThresholds(malignancy=threshold))
+    lower = replace(MODEL, review=ReviewThresholds(malignancy=0.15))
+    uids = dict(series_instance_uid=SR_SERIES, sop_instance_uid=f"{SR_SERIES}.77", content_datetime=WHEN)
+    for m, expected in ((model, codes.NO), (lower, codes.YES)):
+        fast = SRTemplate(m).render(result, **uids)
+        assert fast == _write(build_reference_sr(result, m, **uids))
+        (group,) = hd.sr.ComprehensiveSR.from_dataset(pydicom.dcmread(BytesIO(fast))
+                                                       ).content.get_image_measurement_groups()
+        assert group.get_qualitative_evaluations(name=codes.REVIEW_FLAG)[0].value == expected
+        params = {i.value for i in group[0].ContentSequence if i.name.meaning == "Algorithm Parameters"}
+        threshold = "none" if m.review.malignancy is None else f"{m.review.malignancy:g}"
+        assert f"review_malignancy_threshold={threshold}" in params
+
+
 def test_the_same_inputs_render_the_same_file_and_new_uids_change_it(reports, template):
     result, kwargs, _, fast = reports["coded-region"]
     assert template.render(result, **kwargs) == fast
@@ -218,10 +246,16 @@ def test_reads_back_with_highdicom(reports, key, tmp_path):
     (group,) = sr.content.get_image_measurement_groups()
     assert group.finding_type == codes.diagnosis_code(result.label)
     measured = {m.name.value: m for m in group.get_measurements()}
+    malignancy = measured.pop(codes.MALIGNANT.value)
     by_code = {c.snomed_code: c.code for c in LESION_CLASSES}
     probabilities = {by_code[value]: m.value for value, m in measured.items()}
     assert probabilities == result.probabilities
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert malignancy.value == pytest.approx(sum(probabilities[c] for c in MALIGNANT_CODES), abs=1e-12)
+    assert malignancy.unit == codes.NO_UNITS and malignancy.method == codes.PROBABILITY
+    (flag,) = group.get_qualitative_evaluations(name=codes.REVIEW_FLAG)
+    flagged = bool(review_reasons(result.probabilities, result.label, MODEL.review))
+    assert flag.value == (codes.YES if flagged else codes.NO)
     assert all(m.unit == codes.NO_UNITS and m.method == codes.PROBABILITY for m in measured.values())
     (image,) = group.source_images
     assert image.referenced_sop_instance_uid == source.sop_instance_uid
@@ -267,7 +301,10 @@ def test_algorithm_and_not_for_clinical_use_are_in_the_content(reports):
     texts = {(i.name.meaning, i.value) for i in group[0].ContentSequence if i.value_type.value == "TEXT"}
     assert {("Algorithm Name", MODEL.name), ("Algorithm Version", MODEL.version),
             ("Algorithm Parameters", "backend=openvino"), ("Algorithm Parameters", "precision=int8"),
-            ("Algorithm Parameters", f"sha256={MODEL.sha256}")} <= texts
+            ("Algorithm Parameters", f"sha256={MODEL.sha256}"),
+            ("Algorithm Parameters", "review_malignancy_threshold=0.0897"),
+            ("Algorithm Parameters", "review_melanoma_threshold=0.3"),
+            ("Algorithm Parameters", "review_low_confidence_threshold=0.5")} <= texts
     comment = sr.ContentSequence[-1]
     assert (comment.ConceptNameCodeSequence[0].CodeValue, comment.TextValue) == (
         codes.COMMENT.value, codes.NOT_FOR_CLINICAL_USE)

@@ -15,6 +15,7 @@ import pytest
 from queue_support import Worker, wait_until, worker_settings
 
 from skin_plugin.reports.json_report import load_schema
+from skin_plugin.reports.summary import SUMMARY_SCHEMA_NAME
 from workers.client import next_time_of_day, submit_batch, wait_for_batch
 from workers.finalize import batch_results
 from workers.store import BatchStore
@@ -32,7 +33,7 @@ def bad_inputs(tmp: Path, good_dicom: Path) -> list[Path]:
 
 
 def validate_summary(summary: dict) -> None:
-    schema = load_schema("summary-1.0")
+    schema = load_schema(SUMMARY_SCHEMA_NAME)
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
                                     ).validate(summary)
 

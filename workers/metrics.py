@@ -10,9 +10,16 @@ import re
 
 from prometheus_client import Counter, Histogram
 
+from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.review import review_reasons
+
 IMAGES_SCORED = Counter(
     "skin_images_scored", "Images (frames) processed, by outcome, predicted class and worker",
     ["outcome", "label", "worker"])
+IMAGES_FLAGGED = Counter(
+    "skin_images_flagged", "Scored images flagged for review (for any reason), by worker", ["worker"])
+REVIEW_REASONS = Counter(
+    "skin_review_reasons", "Review reasons raised, by reason (one image may raise several)", ["reason"])
 IMAGES_FAILED = Counter("skin_images_failed", "Inputs that failed, by reason", ["reason"])
 TASK_DURATION = Histogram(
     "skin_task_duration_seconds", "Wall time of one scoring task (one chunk of images)", ["queue"],
@@ -30,6 +37,20 @@ QUEUE_LENGTH = "skin_queue_length"
 QUEUE_OLDEST_AGE = "skin_queue_oldest_job_age_seconds"
 WORKERS_UP = "skin_workers_up"
 MODEL_INFO = "skin_model_info"
+
+
+def count_scored(result: ScoreResult, model: ModelIdentity, worker: str) -> None:
+    """Count one processed frame: scored (by predicted class) or failed; if scored, its review flag and
+    reasons under the model's thresholds (the ones its reports were written with)."""
+    if not result.ok or result.label is None or result.probabilities is None:
+        IMAGES_SCORED.labels("failed", "", worker).inc()
+        return
+    IMAGES_SCORED.labels("scored", result.label, worker).inc()
+    reasons = review_reasons(result.probabilities, result.label, model.review)
+    if reasons:
+        IMAGES_FLAGGED.labels(worker).inc()
+    for reason in reasons:
+        REVIEW_REASONS.labels(reason).inc()
 
 
 def reason_code(exc: BaseException) -> str:

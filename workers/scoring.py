@@ -192,11 +192,9 @@ class ChunkScorer:
                 if thumb:
                     frame["thumbnail"] = thumb
                 frames.append(frame)
+                metrics.count_scored(r, model, self.worker)
                 if r.ok:
-                    metrics.IMAGES_SCORED.labels("scored", r.label, self.worker).inc()
                     metrics.IMAGE_LATENCY.observe((r.latency_ms or 0.0) / 1000)
-                else:
-                    metrics.IMAGES_SCORED.labels("failed", "", self.worker).inc()
             record = {"job_id": job.job_id, "input": job.path, "frames": frames, "reports": reports,
                       "error": frames[0]["error"] if len(frames) == 1 and frames[0]["error"] else None,
                       "reused": False}

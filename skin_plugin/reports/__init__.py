@@ -1,4 +1,4 @@
-"""Report writers: per-image JSON (``image-report-1.0``), batch ``summary.json`` and ``report.html``."""
+"""Report writers: per-image JSON (``image-report-1.1``), batch ``summary.json`` and ``report.html``."""
 
 from skin_plugin.reports.html_report import render_html, write_html_report
 from skin_plugin.reports.json_report import (

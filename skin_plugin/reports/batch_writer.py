@@ -34,7 +34,8 @@ class BatchWriter:
 
     out_dir: Path
     model: ModelIdentity
-    thresholds: ReviewThresholds = ReviewThresholds()
+    thresholds: ReviewThresholds | None = None
+    """None: the model's (``ModelIdentity.review``)."""
     sr_template: SRTemplate | None = None
     """Share one template between writers of the same model (building a variant costs ~0.4 s)."""
 

@@ -1,10 +1,11 @@
 """``report.html``: one self-contained, offline page per batch for the reviewing dermatologist.
 
 Header with the model and the "Not for clinical use" notice, batch statistics, the cases flagged for
-review first (highest melanoma probability first), then the other cases in input order, then the
-inputs that failed with their reasons. Thumbnails are embedded as JPEG data URIs; there are no
-scripts and no external resources (a Content-Security-Policy forbids them). Every text is escaped.
-The page holds PHI for DICOM inputs (patient name, ID): a clinical document, like the JSON reports.
+review first (every malignant call among them; highest malignancy score first, each with its reasons),
+then the other cases in input order, then the inputs that failed with their reasons. Thumbnails are
+embedded as JPEG data URIs; there are no scripts and no external resources (a Content-Security-Policy
+forbids them). Every text is escaped. The page holds PHI for DICOM inputs (patient name, ID): a clinical
+document, like the JSON reports.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from PIL import Image
 
 from skin_plugin.constants import CLASS_CODES, LESION_CLASSES
 from skin_plugin.dicom.reader import InputError, read_input
-from skin_plugin.reports.json_report import DISCLAIMER, review_reasons, write_text_atomic
+from skin_plugin.reports.json_report import DISCLAIMER, write_text_atomic
 from skin_plugin.reports.summary import BatchSummary
 from skin_plugin.results import ScoreResult
+from skin_plugin.review import MALIGNANT_CODES, ReviewThresholds, malignancy_score, review_reasons
 
 REPORT_NAME = "report.html"
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -59,6 +61,7 @@ table.counts td,table.counts th{border:1px solid var(--line);padding:3px 8px;tex
 .badge.flag{background:#ffe0cc;color:#8a3000}
 .badge.low{background:#fff3c4;color:#6b5200}
 .badge.mal{background:#f3d6d6;color:#7f1d1d}
+.badge.score{background:#f9d0d0;color:#7f1d1d;font-weight:700}
 .src{color:var(--muted);font-size:12px;margin:2px 0;word-break:break-all}
 .patient{font-size:13px;margin:4px 0 0}
 table.probs{border-collapse:collapse;width:100%;font-size:12px}
@@ -167,15 +170,19 @@ def _case_html(r: ScoreResult, reasons: list[str], summary: BatchSummary, thumb:
     name = Path(r.input).name or r.input
     img = (f'<img class="thumb" src="{thumb}" alt="{escape(name)}" width="160" height="120">' if thumb
            else '<div class="thumb">no preview</div>')
+    t = summary.thresholds
     badges = []
+    if "malignancy_score" in reasons:
+        badges.append(f'<span class="badge score">Malignancy score {_pct(malignancy_score(r.probabilities))} '
+                      f'&ge; {_pct(t.malignancy or 0.0)}</span>')
+    if "malignant_class" in reasons:
+        badges.append('<span class="badge mal">Malignant class predicted</span>')
     if "melanoma_probability" in reasons:
         badges.append(f'<span class="badge flag">Melanoma probability {_pct(r.probabilities["mel"])} '
-                      f'&gt; {_pct(summary.thresholds.melanoma)}</span>')
+                      f'&gt; {_pct(t.melanoma)}</span>')
     if "low_confidence" in reasons:
         badges.append(f'<span class="badge low">Low confidence: top {_pct(max(r.probabilities.values()))} '
-                      f'&lt; {_pct(summary.thresholds.low_confidence)}</span>')
-    if cls.malignant:
-        badges.append('<span class="badge mal">malignant class</span>')
+                      f'&lt; {_pct(t.low_confidence)}</span>')
     frame = f" · frame {r.frame}" if r.source is not None and r.source.number_of_frames > 1 else ""
     return (f'<article class="case{" review" if reasons else ""}">{img}<div>'
             f'<h3>{escape(cls.name)} <span class="code">({escape(cls.code)}, '
@@ -183,6 +190,21 @@ def _case_html(r: ScoreResult, reasons: list[str], summary: BatchSummary, thumb:
             f'<div>{"".join(badges)}</div>'
             f'<div class="src" title="{escape(r.input)}">{escape(name)}{frame}</div>'
             f'{_patient_html(r)}</div>{_probs_html(r)}</article>')
+
+
+def _review_rule(t: ReviewThresholds) -> str:
+    """One sentence saying when a case is flagged for review, with this model's thresholds."""
+    score = f"malignancy score (P({') + P('.join(MALIGNANT_CODES)})) "
+    if t.malignancy is None:
+        first = (f"This model records no operating point for the {score}: flagged are every predicted "
+                 "malignant class, ")
+    else:
+        target = ("" if t.target_sensitivity is None else
+                  f", the model's operating point: it flagged {_pct(t.target_sensitivity)} of the malignant "
+                  "validation images")
+        first = f"Flagged: {score}at or above {_pct(t.malignancy)}{target}; every predicted malignant class; "
+    return (f"{first}melanoma probability above {_pct(t.melanoma)}; top class probability below "
+            f"{_pct(t.low_confidence)}. Highest malignancy score first.")
 
 
 def _stats_html(s: BatchSummary) -> str:
@@ -221,9 +243,9 @@ def render_html(results: Sequence[ScoreResult], summary: BatchSummary, *,
     flagged, others = [], []
     for i, r in enumerate(results):
         if r.ok and r.probabilities is not None:
-            reasons = review_reasons(r.probabilities, summary.thresholds)
+            reasons = review_reasons(r.probabilities, r.label, summary.thresholds)
             (flagged if reasons else others).append((i, r, reasons))
-    flagged.sort(key=lambda t: (-t[1].probabilities["mel"], max(t[1].probabilities.values())))
+    flagged.sort(key=lambda t: (-malignancy_score(t[1].probabilities), max(t[1].probabilities.values())))
 
     def cases(items: list) -> str:
         return "".join(_case_html(r, reasons, summary, thumbs.get(i)) for i, r, reasons in items) \
@@ -241,8 +263,7 @@ def render_html(results: Sequence[ScoreResult], summary: BatchSummary, *,
 <div class="notice">{escape(DISCLAIMER)}</div>
 <main><h2>Batch</h2>{_stats_html(summary)}
 <h2>Flagged for review ({len(flagged)})</h2>
-<p class="src">Melanoma probability above {_pct(t.melanoma)} or top class probability below
- {_pct(t.low_confidence)}; highest melanoma probability first.</p>{cases(flagged)}
+<p class="src">{escape(_review_rule(t))}</p>{cases(flagged)}
 <h2>Other cases ({len(others)})</h2>{cases(others)}
 <h2>Failed inputs ({len(summary.failed)})</h2>{_failed_html(summary)}</main>
 <footer>{escape(DISCLAIMER)} Classes: {escape("; ".join(f"{c.code} = {c.name}" for c in LESION_CLASSES))}.

@@ -1,4 +1,4 @@
-"""Per-image JSON reports (schema ``image-report-1.0``): prediction, probabilities and review flags.
+"""Per-image JSON reports (schema ``image-report-1.1``): prediction, probabilities and review flags.
 
 A report is a clinical document: it holds the DICOM patient fields (PHI) next to the prediction, so it
 is written to the report folder only and never logged. File names come from the validated SOP Instance
@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -20,8 +19,11 @@ from typing import Any
 from skin_plugin.constants import CLASS_CODES, LESION_CLASSES
 from skin_plugin.dicom.records import DicomSourceInfo, validated_uid
 from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.review import ReviewThresholds, malignancy_score, review_reasons
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""1.1: the malignancy score and its operating point in the review flags (1.0: melanoma and low confidence)."""
+IMAGE_SCHEMA_NAME = f"image-report-{SCHEMA_VERSION}"
 IMAGE_SCHEMA_ID = f"urn:skin-lesion-plugin:schema:image-report:{SCHEMA_VERSION}"
 DISCLAIMER = ("Not for clinical use. Research software: every result must be reviewed by a qualified "
               "clinician and must not be used as the sole basis for a diagnosis.")
@@ -30,37 +32,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 MAX_STEM = 64
 
 
-@dataclass(frozen=True)
-class ReviewThresholds:
-    """When a scored image is flagged for review."""
-
-    melanoma: float = 0.3
-    """Flag if the melanoma probability is above this."""
-    low_confidence: float = 0.5
-    """Flag if the highest class probability is below this."""
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.melanoma <= 1.0 and 0.0 <= self.low_confidence <= 1.0):
-            raise ValueError(f"thresholds must lie in [0, 1]: {self}")
-
-
-def review_reasons(probabilities: dict[str, float], thresholds: ReviewThresholds) -> list[str]:
-    """``melanoma_probability`` and/or ``low_confidence``; empty when no review flag applies."""
-    reasons = []
-    if probabilities["mel"] > thresholds.melanoma:
-        reasons.append("melanoma_probability")
-    if max(probabilities.values()) < thresholds.low_confidence:
-        reasons.append("low_confidence")
-    return reasons
-
-
 def utc_now() -> str:
     """The current time as an RFC 3339 UTC timestamp, e.g. ``2025-01-31T12:00:00Z``."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def load_schema(name: str = "image-report-1.0") -> dict:
-    """A bundled JSON Schema by name (``image-report-1.0``, ``summary-1.0``)."""
+def load_schema(name: str = IMAGE_SCHEMA_NAME) -> dict:
+    """A bundled JSON Schema by name (``image-report-1.1``, ``summary-1.1``; the 1.0 schemas describe the
+    reports of earlier versions)."""
     return json.loads((files("skin_plugin.reports") / "schemas" / f"{name}.json").read_text("utf-8"))
 
 
@@ -84,19 +63,23 @@ def _dicom_fields(source: DicomSourceInfo) -> dict[str, Any]:
 
 
 def image_report(result: ScoreResult, model: ModelIdentity, *, created: str | None = None,
-                 thresholds: ReviewThresholds = ReviewThresholds()) -> dict[str, Any]:
-    """The report of one scored image frame as a JSON-ready dict; ValueError for a failed result."""
+                 thresholds: ReviewThresholds | None = None) -> dict[str, Any]:
+    """The report of one scored image frame as a JSON-ready dict; ValueError for a failed result.
+
+    ``thresholds`` None: the model's (``ModelIdentity.review``).
+    """
     if not result.ok or result.label is None or result.probabilities is None:
         raise ValueError(f"no report for a result that failed: {result.error}")
+    thresholds = thresholds or model.review
     probs = {code: float(result.probabilities[code]) for code in CLASS_CODES}
     cls = _CLASSES[result.label]
-    reasons = review_reasons(probs, thresholds)
+    reasons = review_reasons(probs, cls.code, thresholds)
     return {
         "schema": IMAGE_SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
         "created": created or utc_now(),
         "disclaimer": DISCLAIMER,
-        "model": asdict(model),
+        "model": model.to_dict(),
         "input": {
             "path": result.input,
             "frame": result.frame,
@@ -108,8 +91,9 @@ def image_report(result: ScoreResult, model: ModelIdentity, *, created: str | No
         "probabilities": probs,
         "flags": {
             "review": bool(reasons), "reasons": reasons,
+            "malignancy_score": malignancy_score(probs),
             "melanoma_probability": probs["mel"], "top_probability": max(probs.values()),
-            "thresholds": asdict(thresholds),
+            "thresholds": thresholds.to_dict(),
         },
         "latency_ms": None if result.latency_ms is None else round(float(result.latency_ms), 3),
     }
@@ -147,8 +131,7 @@ def write_json(data: dict[str, Any], path: Path) -> Path:
 
 
 def write_image_report(result: ScoreResult, model: ModelIdentity, out_dir: str | Path, *,
-                       created: str | None = None,
-                       thresholds: ReviewThresholds = ReviewThresholds()) -> Path:
+                       created: str | None = None, thresholds: ReviewThresholds | None = None) -> Path:
     """Write the report of one scored frame into ``out_dir``; return its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,8 +140,7 @@ def write_image_report(result: ScoreResult, model: ModelIdentity, out_dir: str |
 
 
 def write_image_reports(results: list[ScoreResult], model: ModelIdentity, out_dir: str | Path, *,
-                        created: str | None = None,
-                        thresholds: ReviewThresholds = ReviewThresholds()) -> list[Path]:
+                        created: str | None = None, thresholds: ReviewThresholds | None = None) -> list[Path]:
     """One report per scored result (failed results are skipped: they are listed in the summary)."""
     created = created or utc_now()
     return [write_image_report(r, model, out_dir, created=created, thresholds=thresholds)

@@ -1,4 +1,4 @@
-"""Batch summary (schema ``summary-1.0``): counts, failures, throughput and latency of one scoring run.
+"""Batch summary (schema ``summary-1.1``): counts, failures, throughput and latency of one scoring run.
 
 Free of PHI: inputs are named by path only and failure reasons come from the reader, whose messages
 never quote header values.
@@ -6,23 +6,18 @@ never quote header values.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from skin_plugin.constants import CLASS_CODES
-from skin_plugin.reports.json_report import (
-    DISCLAIMER,
-    SCHEMA_VERSION,
-    ReviewThresholds,
-    review_reasons,
-    utc_now,
-    write_json,
-)
+from skin_plugin.reports.json_report import DISCLAIMER, SCHEMA_VERSION, utc_now, write_json
 from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.review import REVIEW_REASONS, ReviewThresholds, review_reasons
 
+SUMMARY_SCHEMA_NAME = f"summary-{SCHEMA_VERSION}"
 SUMMARY_SCHEMA_ID = f"urn:skin-lesion-plugin:schema:summary:{SCHEMA_VERSION}"
 SUMMARY_NAME = "summary.json"
 
@@ -66,9 +61,11 @@ class BatchSummary:
     counts: dict[str, int]
     """Predicted class -> number of scored frames (every class present, zeros included)."""
     flagged: int
+    """Scored frames flagged for review (for any reason)."""
     flag_reasons: dict[str, int]
-    thresholds: ReviewThresholds = field(default_factory=ReviewThresholds)
-    created: str = field(default_factory=utc_now)
+    """Reason (``REVIEW_REASONS``) -> scored frames it flags (a frame may have several reasons)."""
+    thresholds: ReviewThresholds
+    created: str
     batch_id: str | None = None
     queue_wait_p50_ms: float | None = None
     queue_wait_p95_ms: float | None = None
@@ -76,8 +73,10 @@ class BatchSummary:
 
     @classmethod
     def from_results(cls, results: list[ScoreResult], wall_s: float, model: ModelIdentity, *,
-                     thresholds: ReviewThresholds = ReviewThresholds(),
+                     thresholds: ReviewThresholds | None = None,
                      created: str | None = None, batch_id: str | None = None) -> BatchSummary:
+        """``thresholds`` None: the model's (``ModelIdentity.review``)."""
+        thresholds = thresholds or model.review
         scored = [r for r in results if r.ok and r.probabilities is not None]
         failed = tuple(FailedInput(r.input, r.error or "unknown error") for r in results if not r.ok)
         p50, p95 = _percentiles([r.latency_ms for r in scored if r.latency_ms is not None])
@@ -89,11 +88,11 @@ class BatchSummary:
         workers = tuple(WorkerThroughput(w, n, n / wall_s if wall_s > 0 else None)
                         for w, n in sorted(per_worker.items()))
         counts = dict.fromkeys(CLASS_CODES, 0)
-        flag_reasons = {"melanoma_probability": 0, "low_confidence": 0}
+        flag_reasons = dict.fromkeys(REVIEW_REASONS, 0)
         flagged = 0
         for r in scored:
             counts[r.label] += 1
-            reasons = review_reasons(r.probabilities, thresholds)
+            reasons = review_reasons(r.probabilities, r.label, thresholds)
             flagged += bool(reasons)
             for reason in reasons:
                 flag_reasons[reason] += 1
@@ -104,7 +103,7 @@ class BatchSummary:
                    batch_id=batch_id, queue_wait_p50_ms=w50, queue_wait_p95_ms=w95, workers=workers)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, in the layout of ``schemas/summary-1.0.json``."""
+        """JSON-ready, in the layout of ``schemas/summary-1.1.json``."""
         def rounded(v: float | None, digits: int = 3) -> float | None:
             return None if v is None else round(v, digits)
 
@@ -113,7 +112,7 @@ class BatchSummary:
             "schema_version": SCHEMA_VERSION,
             "created": self.created,
             "disclaimer": DISCLAIMER,
-            "model": asdict(self.model),
+            "model": self.model.to_dict(),
             "images": self.images,
             "scored": self.scored,
             "failed": [asdict(f) for f in self.failed],
@@ -124,7 +123,7 @@ class BatchSummary:
             "counts": dict(self.counts),
             "flagged": self.flagged,
             "flag_reasons": dict(self.flag_reasons),
-            "thresholds": asdict(self.thresholds),
+            "thresholds": self.thresholds.to_dict(),
             "batch_id": self.batch_id,
             "queue_wait_p50_ms": rounded(self.queue_wait_p50_ms),
             "queue_wait_p95_ms": rounded(self.queue_wait_p95_ms),

@@ -38,11 +38,21 @@ MEASUREMENT_METHOD = codes.SCT.MeasurementMethod
 ALGORITHM_NAME = codes.DCM.AlgorithmName
 ALGORITHM_VERSION = codes.DCM.AlgorithmVersion
 ALGORITHM_PARAMETERS = codes.DCM.AlgorithmParameters
+MALIGNANT = codes.SCT.Malignant
+"""(21594007, SCT, Malignant): concept name of the malignancy score, a measurement with method Probability
+like the per-class values (the calibrated probability of a malignant class, see ``skin_plugin.review``)."""
+REVIEW_FLAG = codes.DCM.ForPhysicianReview
+"""(128201, DCM, For Physician Review): concept name of the review flag, a qualitative evaluation whose
+value is ``YES`` or ``NO``."""
+YES = codes.SCT.Yes
+"""(373066001, SCT, Yes), CID 230 Yes-No: the image is flagged for review."""
+NO = codes.SCT.No
+"""(373067005, SCT, No), CID 230 Yes-No: it is not."""
 
 STANDARD_CODES: tuple[Code, ...] = (
     DOCUMENT_TITLE, PROCEDURE_REPORTED, FINDING, PROBABILITY, NO_UNITS, ALGORITHM_FAMILY, COMMENT, DEVICE,
     TRACKING_IDENTIFIER, TRACKING_UNIQUE_IDENTIFIER, SOURCE_OF_MEASUREMENT, FINDING_SITE, MEASUREMENT_METHOD,
-    ALGORITHM_NAME, ALGORITHM_VERSION, ALGORITHM_PARAMETERS,
+    ALGORITHM_NAME, ALGORITHM_VERSION, ALGORITHM_PARAMETERS, MALIGNANT, REVIEW_FLAG, YES, NO,
 )
 """Every non-diagnosis code the SR uses (checked by the tests against the DICOM tables)."""
 

@@ -3,8 +3,10 @@
 One Comprehensive SR per scored image: a TID 1500 Measurement Report holding one TID 1501 group with
 the diagnosis (the group's Finding = SNOMED CT code of the predicted class), one probability per class
 (a measurement named by the class's SNOMED CT code, method Probability, value 0..1, UCUM "1"), the
-algorithm identification (TID 4019: name, version, backend, precision, weights sha256), the referenced
-source image and its finding site. Patient and study are the source's; the report is in a
+malignancy score (the same kind of measurement, named "Malignant"), the review flag (a qualitative
+evaluation "For Physician Review": Yes or No, see ``skin_plugin.review``), the algorithm identification
+(TID 4019: name, version, backend, precision, weights sha256, review thresholds), the referenced source
+image and its finding site. Patient and study are the source's; the report is in a
 new series. It is PRELIMINARY and UNVERIFIED and says "not for clinical use" in its series description
 and in a Comment item. :class:`skin_plugin.sr.template.SRTemplate` writes the same file ~300x faster.
 """
@@ -23,6 +25,7 @@ from pydicom.valuerep import DA, DT, TM
 from skin_plugin.constants import CLASS_CODES
 from skin_plugin.dicom.records import DicomSourceInfo, validated_uid
 from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.review import malignancy_score, review_reasons
 from skin_plugin.sr import codes
 
 MANUFACTURER = "skin-lesion-plugin"
@@ -153,8 +156,18 @@ def source_dataset(source: DicomSourceInfo) -> Dataset:
 
 
 def algorithm_parameters(model: ModelIdentity) -> list[str]:
-    """TID 4019 Algorithm Parameters: backend, precision and the sha256 of the weights that ran."""
-    return [f"backend={model.backend}", f"precision={model.precision}", f"sha256={model.sha256}"]
+    """TID 4019 Algorithm Parameters: backend, precision, the sha256 of the weights that ran and the review
+    thresholds (the malignancy threshold is ``none`` for a release that records no operating point)."""
+    t = model.review
+    return [f"backend={model.backend}", f"precision={model.precision}", f"sha256={model.sha256}",
+            f"review_malignancy_threshold={'none' if t.malignancy is None else f'{t.malignancy:.6g}'}",
+            f"review_melanoma_threshold={t.melanoma:g}", f"review_low_confidence_threshold={t.low_confidence:g}"]
+
+
+def review_flag_code(result: ScoreResult, model: ModelIdentity) -> Code:
+    """``codes.YES`` if the result is flagged for review under the model's thresholds, else ``codes.NO``."""
+    assert result.probabilities is not None and result.label is not None
+    return codes.YES if review_reasons(result.probabilities, result.label, model.review) else codes.NO
 
 
 def build_measurement_report(result: ScoreResult, model: ModelIdentity, *, sop_instance_uid: str,
@@ -170,6 +183,8 @@ def build_measurement_report(result: ScoreResult, model: ModelIdentity, *, sop_i
                           unit=codes.NO_UNITS, method=codes.PROBABILITY)
         for c in CLASS_CODES
     ]
+    measurements.append(hd.sr.Measurement(name=codes.MALIGNANT, value=malignancy_score(result.probabilities),
+                                          unit=codes.NO_UNITS, method=codes.PROBABILITY))
     try:
         image = hd.sr.SourceImageForMeasurementGroup.from_source_image(
             source, referenced_frame_numbers=referenced_frame_numbers(result))
@@ -184,6 +199,7 @@ def build_measurement_report(result: ScoreResult, model: ModelIdentity, *, sop_i
         algorithm_id=algorithm,
         finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
         measurements=measurements,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.REVIEW_FLAG, review_flag_code(result, model))],
         source_images=[image],
     )
     observer = hd.sr.ObserverContext(

@@ -24,11 +24,13 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
 from pydicom.valuerep import DA, DS, DT, TM
 
 from skin_plugin.constants import CLASS_CODES
 from skin_plugin.dicom.records import AnatomicRegion, DicomSourceInfo, validated_uid
 from skin_plugin.results import ModelIdentity, ScoreResult
+from skin_plugin.review import malignancy_score
 from skin_plugin.sr import codes
 from skin_plugin.sr.reference import (
     build_reference_sr,
@@ -36,6 +38,7 @@ from skin_plugin.sr.reference import (
     finding_site_code,
     patient_study_values,
     referenced_frame_numbers,
+    review_flag_code,
     tracking_uid,
 )
 
@@ -57,11 +60,13 @@ _SENTINELS: dict[str, str | float] = {
     "study_date": "19060708", "study_time": "060708.091011",
     "series_number": "987601", "instance_number": "987602", "frame_number": "987603",
     "finding_value": "SENTINEL-FINDING", "finding_meaning": "SENTINEL FINDING MEANING",
+    "review_value": "SENTINEL-REVIEW", "review_meaning": "SENTINEL REVIEW MEANING",
     "site_value": "SENTINEL-SITE", "site_scheme": "SENTINEL-SCHEME", "site_meaning": "SENTINEL SITE MEANING",
 }
 """Field -> placeholder value: unique strings, each valid for the VR of the elements it stands in."""
 for _i, _code in enumerate(CLASS_CODES):
     _SENTINELS[f"probability_{_code}"] = 0.98760001 + _i * 1e-8
+_SENTINELS["malignancy_score"] = 0.98770001
 _SENTINEL_FRAMES = 999_999
 _FIELD_COUNTS = {"sop_instance_uid": 2, "study_instance_uid": 2, "source_sop_instance_uid": 2,
                  "content_date": 2, "content_time": 2}
@@ -199,7 +204,7 @@ def _text(value: str, vr_bytes: bytes) -> bytes:
     return raw
 
 
-def _field_values(result: ScoreResult, source: DicomSourceInfo, *, series_instance_uid: str,
+def _field_values(result: ScoreResult, source: DicomSourceInfo, model: ModelIdentity, *, series_instance_uid: str,
                   sop_instance_uid: str, series_number: int, instance_number: int,
                   when: datetime) -> dict[str, str | float | None]:
     values: dict[str, str | float | None] = {
@@ -218,6 +223,9 @@ def _field_values(result: ScoreResult, source: DicomSourceInfo, *, series_instan
         values[_KEYWORD_FIELDS[keyword]] = value
     finding = codes.diagnosis_code(result.label or "")
     values["finding_value"], values["finding_meaning"] = finding.value, finding.meaning
+    review = review_flag_code(result, model)
+    values["review_value"], values["review_meaning"] = review.value, review.meaning
+    values["malignancy_score"] = malignancy_score(result.probabilities)  # type: ignore[arg-type]
     site = finding_site_code(source)
     if site is not None:
         values["site_value"], values["site_scheme"] = site.value, site.scheme_designator
@@ -268,7 +276,7 @@ class SRTemplate:
             return buffer.getvalue()
         if series_number < 1 or instance_number < 1:
             raise ValueError("series and instance numbers must be positive")
-        values = _field_values(result, source, series_instance_uid=series_instance_uid,
+        values = _field_values(result, source, self.model, series_instance_uid=series_instance_uid,
                                sop_instance_uid=sop_instance_uid, series_number=series_number,
                                instance_number=instance_number, when=when)
         variant = self._variant(validated_uid(source.sop_class_uid), site is not None,
@@ -318,7 +326,8 @@ class SRTemplate:
                                 sop_instance_uid=str(s["sop_instance_uid"]),
                                 series_number=int(str(s["series_number"])),
                                 instance_number=int(str(s["instance_number"])), content_datetime=when)
-        _replace_sentinel_codes(sr)
+        _insert_sentinels(sr, codes.diagnosis_code(placeholder.label or ""),
+                          review_flag_code(placeholder, self.model))
         buffer = BytesIO()
         sr.save_as(buffer, enforce_file_format=True)
         return _encode_template(buffer.getvalue(), *_sentinel_fields(with_site, multi_frame))
@@ -363,20 +372,32 @@ class SRTemplate:
         return b"".join(out)
 
 
-def _replace_sentinel_codes(sr: Dataset) -> None:
-    """Put the finding sentinels in the Finding item (built from a real class code by the reference)."""
-    finding = codes.diagnosis_code(CLASS_CODES[0])
-    finding_name = (codes.FINDING.value, codes.FINDING.scheme_designator)
+def _insert_sentinels(sr: Dataset, finding: Code, review: Code) -> None:
+    """Put the sentinels of the coded and computed items into the reference built from the placeholder
+    result: its Finding (``finding``), its review flag (``review``) and its malignancy score (a sum of the
+    probability sentinels, not itself a sentinel)."""
+    coded = {(codes.FINDING.value, codes.FINDING.scheme_designator): ("finding", finding),
+             (codes.REVIEW_FLAG.value, codes.REVIEW_FLAG.scheme_designator): ("review", review)}
+    malignant = (codes.MALIGNANT.value, codes.MALIGNANT.scheme_designator)
+    found: list[tuple[str, str]] = []
     for item in _content_items(sr):
         name = item.ConceptNameCodeSequence[0]
-        if (name.CodeValue, name.CodingSchemeDesignator) == finding_name:
+        key = (name.CodeValue, name.CodingSchemeDesignator)
+        if key in coded:
+            field, code = coded[key]
             concept = item.ConceptCodeSequence[0]
-            if concept.CodeValue != finding.value:
-                raise ValueError("unexpected Finding code in the template")
-            concept.CodeValue = _SENTINELS["finding_value"]
-            concept.CodeMeaning = _SENTINELS["finding_meaning"]
-            return
-    raise ValueError("the reference SR has no Finding item")
+            if concept.CodeValue != code.value:
+                raise ValueError(f"unexpected {field} code in the template")
+            concept.CodeValue = _SENTINELS[f"{field}_value"]
+            concept.CodeMeaning = _SENTINELS[f"{field}_meaning"]
+            found.append(key)
+        elif key == malignant:
+            measured = item.MeasuredValueSequence[0]
+            measured.NumericValue = DS(_SENTINELS["malignancy_score"], auto_format=True)
+            measured.FloatingPointValue = _SENTINELS["malignancy_score"]
+            found.append(key)
+    if sorted(found) != sorted([*coded, malignant]):
+        raise ValueError("the reference SR does not hold one Finding, review flag and malignancy score each")
 
 
 def _content_items(ds: Dataset) -> Iterator[Dataset]:
