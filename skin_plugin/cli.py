@@ -99,6 +99,9 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
           lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = 3e-3,
           warmup_epochs: int = 3,
           resume: Annotated[bool, typer.Option(help="Continue OUT's interrupted run (its resume.pt).")] = False,
+          distill_views: Annotated[int, typer.Option(
+              help="Score this many augmented copies of each image with the teacher once (0: every batch).")
+          ] = 0,
           package: Annotated[bool, typer.Option(help="Calibrate, evaluate and write the release.")] = True,
           ) -> None:
     """Train LesionCNN (MONAI preprocessing), then calibrate, evaluate and package it into OUT."""
@@ -118,7 +121,7 @@ def train(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs
                           activation=activation, select_on=select_on, fit_on=fit_on,
                           split_level=split_level, network=network, pretrained=pretrained,
                           extra_sources=extra_sources, aspect_jitter=aspect_jitter, lr=lr,
-                          warmup_epochs=warmup_epochs, resume=resume)
+                          warmup_epochs=warmup_epochs, resume=resume, distill_views=distill_views)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

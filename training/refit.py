@@ -19,7 +19,7 @@ RECIPE_VALIDATION_NAME = "recipe_validation.json"
 RECIPE_KEYS = ("seed", "max_epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
                "sampling_power", "logit_adjust", "ema_decay", "dropout", "cutmix_prob", "cutmix_alpha", "teacher",
                "distill_weight", "distill_temperature", "activation", "network", "pretrained", "extra_sources",
-               "aspect_jitter")
+               "aspect_jitter", "distill_views")
 """Training settings that make a recipe: a refit must share them with its train-only source."""
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

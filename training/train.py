@@ -40,6 +40,7 @@ from training.data import (
     write_split,
 )
 from training.metrics import balanced_accuracy
+from training.teacher_views import TeacherViews
 
 console = Console()
 
@@ -82,6 +83,9 @@ class TrainConfig:
     distill_weight: float = 0.0
     """Share of the loss given to matching the teacher's softened outputs (the rest: cross-entropy)."""
     distill_temperature: float = 2.0
+    distill_views: int = 0
+    """> 0: score that many augmented copies of every fitted image with the teacher once, and train on
+    them (``training.teacher_views``); 0: run the teacher on every batch."""
     activation: str = DEFAULT_ACTIVATION
     """LesionCNN's nonlinearity: "relu" or "silu"."""
     select_on: str = "calibrated"
@@ -136,6 +140,8 @@ class TrainConfig:
         for name in ("sampling_power", "distill_weight", "cutmix_prob", "logit_adjust"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} {getattr(self, name)} is outside 0..1")
+        if self.distill_views and not self.teacher:
+            raise ValueError("distill_views needs a teacher")
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError("distill_weight > 0 needs a teacher")
 
@@ -312,6 +318,11 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     teacher = load_teacher(cfg.teacher) if cfg.teacher and cfg.distill_weight > 0 else None
+    views = None
+    if teacher is not None and cfg.distill_views:
+        views = TeacherViews.build(teacher, cfg.teacher.split(",")[0], x_train, cfg.distill_views, cfg.seed,
+                                   cfg.aspect_jitter, Path(cfg.cache_dir))
+        teacher = None
     augment = BatchAugment(seed=cfg.seed, aspect_jitter=cfg.aspect_jitter)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(y_train) // cfg.batch_size
@@ -348,11 +359,21 @@ def train(cfg: TrainConfig) -> Path:
             losses = []
             for b in range(steps_per_epoch):
                 sel = draw[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                x = normalize_batch(augment(x_train[sel])).contiguous(memory_format=torch.channels_last)
+                if views is not None:
+                    x_view, target = views.batch(sel, gen)
+                    x = normalize_batch(x_view).contiguous(memory_format=torch.channels_last)
+                else:
+                    x = normalize_batch(augment(x_train[sel])).contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(step, total_steps, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
                 y = y_train[sel]
-                if cfg.cutmix_prob and float(torch.rand(1, generator=gen)) < cfg.cutmix_prob:
+                if views is not None:
+                    out_logits = model(x)
+                    loss = ((1 - cfg.distill_weight) * F.cross_entropy(out_logits, y,
+                                                                      label_smoothing=cfg.label_smoothing)
+                            + cfg.distill_weight * distillation_loss(out_logits, target,
+                                                                     cfg.distill_temperature))
+                elif cfg.cutmix_prob and float(torch.rand(1, generator=gen)) < cfg.cutmix_prob:
                     x, order, lam = cutmix(x, gen, cfg.cutmix_alpha)
                     out_logits = model(x)
                     loss = (lam * F.cross_entropy(out_logits, y, label_smoothing=cfg.label_smoothing)
