@@ -147,6 +147,8 @@ class TrainConfig:
 
 
 RESUME_NAME = "resume.pt"
+RESUMABLE_CHANGES = ("max_minutes", "threads")
+"""Settings a resumed run may change: they bound or pace the work, they do not change the recipe."""
 
 
 def _recipe(cfg: TrainConfig) -> dict:
@@ -336,12 +338,15 @@ def train(cfg: TrainConfig) -> Path:
     recipe = _recipe(cfg)
     if cfg.resume and resume_path.exists():
         state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if state["config"] != recipe:
-            raise ValueError(f"{resume_path} was written by another configuration: start a new run folder")
+        changed = [k for k in recipe if k not in RESUMABLE_CHANGES and state["config"].get(k) != recipe[k]]
+        if changed:
+            raise ValueError(f"{resume_path} was written with other settings ({', '.join(changed)}): "
+                             "start a new run folder")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
         augment.generator.set_state(state["augment_generator"])
         step, best, best_epoch, cfg.history = state["step"], state["best"], state["best_epoch"], state["history"]
         first_epoch = state["epoch"] + 1
@@ -407,6 +412,7 @@ def train(cfg: TrainConfig) -> Path:
                 torch.save({"state_dict": ema.module.state_dict(), "epoch": epoch, "config": recipe}, ckpt_path)
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                         "generator": gen.get_state(), "augment_generator": augment.generator.get_state(),
+                        "torch_rng": torch.get_rng_state(),
                         "step": step, "epoch": epoch, "best": best, "best_epoch": best_epoch,
                         "history": cfg.history, "config": recipe}, resume_path)
             progress.update(task, advance=1, info=_progress_info(row, best, best_epoch))
