@@ -14,6 +14,7 @@ from skin_plugin.constants import ACTIVATION
 from skin_plugin.dicom.convert import to_dicom_command
 from skin_plugin.ir_manifest import DEFAULT_PRECISION
 from skin_plugin.release import RELEASE_DIR
+from skin_plugin.review import DEFAULT_TARGET_SENSITIVITY
 from workers.commands import exporter_command, status_command, submit_command, worker_command
 from workers.pacs import listen_command, pull_command, resend_command
 
@@ -143,20 +144,33 @@ def package_cmd(run: Annotated[Path | None, typer.Option(help="Training run dire
                 data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
                 card_only: Annotated[bool, typer.Option(
                     help="Only write OUT's MODEL_CARD.md again from its own files (no evaluation).")] = False,
+                operating_point_only: Annotated[bool, typer.Option(
+                    help="Only choose OUT's review operating point again on validation (a refit: its "
+                         "train-only source's, --calibration-from or its recipe_validation.json), then score "
+                         "OUT and rewrite its card; no --run, no retraining.")] = False,
+                target_sensitivity: Annotated[float, typer.Option(
+                    help="Share of the malignant validation images the review operating point flags.")
+                ] = DEFAULT_TARGET_SENSITIVITY,
                 calibration_from: CalibrationFromOption = None,
                 ) -> None:
     """Calibrate a trained run on validation, evaluate it, and write the release and model card."""
     from training.data import DEFAULT_DATA_DIR
-    from training.package import package_release, rewrite_model_card
+    from training.package import choose_operating_point, package_release, rewrite_model_card
 
     if card_only:
         console.print(f"model card written to {rewrite_model_card(out, data or DEFAULT_DATA_DIR)}")
         return
-    if run is None:
-        err.print("[red]--run is required (or --card-only)[/red]")
+    if run is None and not operating_point_only:
+        err.print("[red]--run is required (or --card-only, --operating-point-only)[/red]")
         raise typer.Exit(2)
     try:
-        package_release(run, out, data or DEFAULT_DATA_DIR, calibration_from=calibration_from)
+        if operating_point_only:
+            release = choose_operating_point(out, data or DEFAULT_DATA_DIR, calibration_from, target_sensitivity)
+            threshold = release.calibration.malignant_threshold
+            console.print(f"operating point {threshold} written to {out} (release scored again, card rewritten)")
+            return
+        package_release(run, out, data or DEFAULT_DATA_DIR, calibration_from=calibration_from,
+                        target_sensitivity=target_sensitivity)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

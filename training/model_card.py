@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from skin_plugin.constants import CLASS_CODES, LEGACY_ACTIVATION, LESION_CLASSES
+from skin_plugin.review import MALIGNANT_CODES, ReviewThresholds
 from training.data import Record
 from training.leakage import study_rows
 from training.refit import RecipeValidation
@@ -15,8 +16,11 @@ PROJECT_TARGETS: tuple[tuple[str, str, float, float | None], ...] = (
     ("accuracy", "accuracy", 0.87, 0.78),
     ("balanced_accuracy", "balanced accuracy", 0.75, 0.65),
     ("mel_auc", "melanoma AUC", 0.92, None),
+    ("malignant.operating_point.sensitivity", "malignant sensitivity at the operating point", 0.95, 0.93),
+    ("malignant.operating_point.flag_rate", "images flagged at the operating point (at most)", 0.30, None),
 )
-"""(metric, name, aim, floor) of the project's model issue, on the lesion-grouped test split."""
+"""(metric, name, aim, floor) of the project's model issues, on the lesion-grouped test split; a dotted metric
+is a path into the metrics; a name ending "(at most)" is a ceiling (lower is better)."""
 SELECTION_NAMES = {
     "balanced_accuracy": "validation balanced accuracy",
     "calibrated": "validation mean of accuracy and balanced accuracy under the calibrated decision rule",
@@ -122,6 +126,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "  validation log-loss; they estimate class probabilities at the HAM10000 prevalence.",
         f"- Decision: argmax(log p − w · log prior), w = {cal['decision_weight']:.2f}, chosen on validation",
         "  to maximise the mean of accuracy and balanced accuracy (w = 0: most accurate; w = 1: balanced).",
+        *_operating_point_lines(cal),
         "",
         "## Results",
         "Measured by `skin-plugin evaluate` on the lesion-grouped splits; 95% intervals by bootstrap over",
@@ -163,6 +168,7 @@ def write_model_card(path: Path, manifest: dict, metrics: dict[str, dict], recor
         "unstated split method; image-level splits of HAM10000 put images of one lesion on both sides, which",
         "can inflate scores, so those figures are not directly comparable with the lesion-grouped ones above.",
         "",
+        *_review_lines(rows),
         *_leakage_lines(leakage),
         *_target_lines(test),
         "## Limitations",
@@ -235,14 +241,67 @@ def _leakage_lines(study: dict | None) -> list[str]:
             "![split leakage](split_leakage.png)", ""]
 
 
+def _operating_point_lines(cal: dict) -> list[str]:
+    """How the review flag's malignancy threshold was chosen (``skin_plugin.review``)."""
+    score = " + ".join(f"P({c})" for c in MALIGNANT_CODES)
+    t = ReviewThresholds()
+    others = (f"a malignant predicted class, P(mel) > {t.melanoma:g} and a top probability below "
+              f"{t.low_confidence:g} also flag an image.")
+    if cal.get("malignant_threshold") is None:
+        return ["- Review flag: no operating point recorded (a release packaged before it existed); " + others]
+    return [f"- Review flag (triage operating point): malignancy score {score} ≥ t = {cal['malignant_threshold']:.4f},",
+            f"  the largest threshold that flags {_pct(cal['target_sensitivity'])} of the malignant validation images;",
+            f"  {others}"]
+
+
+def _review_lines(rows: dict[str, dict]) -> list[str]:
+    """Malignant vs benign on each split: AUC, the operating point and the whole review flag."""
+    if not any("malignant" in m for m in rows.values()):
+        return []
+    lines = ["## Review flag: malignant vs benign",
+             f"Malignant = {', '.join(MALIGNANT_CODES)}. \"At the point\": malignancy score at or above the "
+             "threshold; \"review",
+             "flag\": any reason (also a malignant call, melanoma probability, low confidence), what report.html",
+             "lists under \"Flagged for review\". 95% intervals by bootstrap over lesions.", "",
+             "| split | images | malignant | AUC | sensitivity at the point | specificity | flagged | "
+             "melanoma sensitivity | review flag: sensitivity | flagged |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s, m in rows.items():
+        mal = m.get("malignant")
+        if mal is None:
+            continue
+        point, flag = mal.get("operating_point") or {}, mal["review_flag"]
+        lines.append(
+            f"| {s} | {m['n_images']} | {mal['n_malignant']} | {_num(mal['auc'])}{_ci(m, 'malignant_auc', False)} | "
+            + " | ".join(f"{_pct(point.get(k))}{_ci(m, f'malignant_{k}', True)}"
+                         for k in ("sensitivity", "specificity", "flag_rate", "mel_sensitivity")) + " | "
+            + f"{_pct(flag['sensitivity'])}{_ci(m, 'review_sensitivity', True)} | "
+            + f"{_pct(flag['flag_rate'])}{_ci(m, 'review_flag_rate', True)} |")
+    return [*lines, "", "![malignant vs benign ROC, test split](metrics_test.malignant_roc.png)", ""]
+
+
+def _metric(metrics: dict, key: str) -> float | None:
+    """A figure by dotted path (``malignant.operating_point.sensitivity``); None where it is missing."""
+    value: object = metrics
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, float | int) else None
+
+
 def _target_lines(test: dict) -> list[str]:
     """The project's aims and floors against the test figures, with what is met and what is not."""
     lines = ["## Project targets (test split)", "",
              "| measure | aim | floor | test | status |", "|---|---:|---:|---:|---|"]
     for key, name, aim, floor in PROJECT_TARGETS:
-        value = test[key]
-        status = ("aim met" if value >= aim else "below the aim" if floor is None or value >= floor
-                  else "**below the floor**")
+        value = _metric(test, key)
+        ceiling = name.endswith("(at most)")
+        if value is None:
+            status = "not measured"
+        elif ceiling:
+            status = "aim met" if value <= aim else "above the aim"
+        else:
+            status = ("aim met" if value >= aim else "below the aim" if floor is None or value >= floor
+                      else "**below the floor**")
         lines.append(f"| {name} | {_num(aim, 2)} | {'–' if floor is None else _num(floor, 2)} | "
                      f"{_num(value)} | {status} |")
     return [*lines, ""]

@@ -1,9 +1,16 @@
-"""Turn a training run into a release: weights, calibration, manifest, metrics, plots, model card."""
+"""Turn a training run into a release: weights, calibration, manifest, metrics, plots, model card.
+
+The review operating point (``Calibration.malignant_threshold``) is chosen on validation like the rest of
+the decision rule, from any network's calibrated validation probabilities: a train-only run's own, or for a
+refit its train-only source's. ``choose_operating_point`` does it again for an existing release.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +33,9 @@ from skin_plugin.constants import (
 )
 from skin_plugin.networks import LESIONCNN_NETWORK, build_network, resnet50_baseline
 from skin_plugin.release import MANIFEST_NAME, WEIGHTS_NAME, ModelRelease, sha256_file
+from skin_plugin.review import DEFAULT_TARGET_SENSITIVITY
 from skin_plugin.torch_classifier import TorchClassifier
-from training.calibrate import fit_calibration, log_class_prior
+from training.calibrate import fit_calibration, log_class_prior, with_operating_point
 from training.data import DEFAULT_DATA_DIR, read_metadata, read_split, split_level
 from training.evaluate import evaluate, load_evaluation_set
 from training.leakage import LEAKAGE_NAME
@@ -59,12 +67,14 @@ def _architecture(config: dict) -> str:
 
 
 def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
-                    bootstrap: int = 1000, calibration_from: Path | None = None) -> ModelRelease:
+                    bootstrap: int = 1000, calibration_from: Path | None = None,
+                    target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY) -> ModelRelease:
     """Calibrate on validation, evaluate validation and test, write the release into ``out_dir``.
 
     A refit (trained on train + validation) is not calibrated or scored on validation: it takes the
     decision rule and validation figures of ``calibration_from``, the train-only release of its recipe,
-    and is scored on test alone.
+    and is scored on test alone. The review operating point flags ``target_sensitivity`` of the malignant
+    validation images (``training.calibrate.fit_malignant_threshold``).
     """
     ckpt = torch.load(run_dir / "lesioncnn.pt", map_location="cpu", weights_only=False)
     if split_level(ckpt["config"]) != "lesion":
@@ -77,6 +87,7 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
                              "train-only release of the same recipe")
         recipe = RecipeValidation.load(calibration_from)  # read before out_dir may be overwritten
         recipe.check_refit(ckpt["config"], run_dir / "split.csv")
+        recipe = recipe_with_operating_point(recipe, calibration_from, data_dir, target_sensitivity, bootstrap)
         if ckpt["epoch"] != ckpt["config"]["max_epochs"]:
             raise ValueError(f"{run_dir} stopped at epoch {ckpt['epoch']} of {ckpt['config']['max_epochs']} "
                              "(time budget?): a refit must run its recipe's whole schedule")
@@ -109,7 +120,8 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         "license": "CC BY-NC-SA 4.0 (derived from HAM10000, Tschandl et al. 2018)",
         "intended_use": "Research and engineering evaluation only. Not for clinical use.",
     }
-    for stale in (RECIPE_VALIDATION_NAME, "metrics_val.json", "metrics_val.confusion.png"):
+    for stale in (RECIPE_VALIDATION_NAME, "metrics_val.json", "metrics_val.confusion.png",
+                  "metrics_val.malignant_roc.png"):
         (out_dir / stale).unlink(missing_ok=True)
     if recipe is not None:
         manifest["calibration"] = recipe.calibration
@@ -124,18 +136,94 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         val = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", split_file, "val")
         logits = TorchClassifier(ModelRelease.load(out_dir)).logits(val.images)
         val_labels = np.array([r.label for r in val.records])
-        manifest["calibration"] = fit_calibration(logits, val_labels, log_prior).to_dict()
+        calibration = fit_calibration(logits, val_labels, log_prior)
+        manifest["calibration"] = with_operating_point(calibration, logits, val_labels, target_sensitivity).to_dict()
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+    return score_release(out_dir, data_dir, bootstrap)
 
-    release = ModelRelease.load(out_dir)
+
+def score_release(release_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, bootstrap: int = 1000) -> ModelRelease:
+    """Evaluate the release on its held-out splits (``metrics.json``, ``metrics_<split>.*``), write its card."""
+    release = ModelRelease.load(release_dir)
     classifier = TorchClassifier(release)
     metrics = {}
     for name in release.held_out_splits:
         metrics[name] = evaluate(data_dir / "metadata.csv", data_dir / "images", classifier,
-                                 out_dir / f"metrics_{name}.json", split_file, name, bootstrap=bootstrap)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    rewrite_model_card(out_dir, data_dir)
+                                 release_dir / f"metrics_{name}.json", release_dir / "split.csv", name,
+                                 bootstrap=bootstrap)
+    (release_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    rewrite_model_card(release_dir, data_dir)
     return release
+
+
+def _validation(release: ModelRelease, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A release's raw validation logits and labels (its own split)."""
+    val = load_evaluation_set(data_dir / "metadata.csv", data_dir / "images", release.directory / "split.csv", "val")
+    return TorchClassifier(release).logits(val.images), np.array([r.label for r in val.records])
+
+
+def recipe_with_operating_point(recipe: RecipeValidation, source: Path, data_dir: Path = DEFAULT_DATA_DIR,
+                                target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY,
+                                bootstrap: int = 1000) -> RecipeValidation:
+    """A refit's recipe validation with an operating point for ``target_sensitivity``.
+
+    Kept as it is when it records one for that target; otherwise chosen on the validation logits of the
+    train-only source release at ``source`` (its weights are needed: a ``recipe_validation.json`` alone
+    cannot), whose validation figures at the new point are added to the recipe's.
+    """
+    calibration = Calibration.from_dict(recipe.calibration)
+    if calibration.malignant_threshold is not None and calibration.target_sensitivity == target_sensitivity:
+        return recipe
+    if Path(source).name == RECIPE_VALIDATION_NAME:
+        raise ValueError(f"{source} records no review operating point for target sensitivity "
+                         f"{target_sensitivity}: give the train-only release {recipe.label} itself (its folder "
+                         "with its weights), so the threshold is chosen on its validation logits")
+    release = ModelRelease.load(source)
+    if release.manifest["weights"]["sha256"] != recipe.weights_sha256:
+        raise ValueError(f"{source} holds other weights than {recipe.label}")
+    logits, labels = _validation(release, data_dir)
+    chosen = with_operating_point(calibration, logits, labels, target_sensitivity)
+    with tempfile.TemporaryDirectory() as tmp:  # its validation figures at the new operating point
+        scored = ModelRelease(release.directory, {**release.manifest, "calibration": chosen.to_dict()})
+        val = evaluate(data_dir / "metadata.csv", data_dir / "images", TorchClassifier(scored),
+                       Path(tmp) / "val.json", release.directory / "split.csv", "val", bootstrap=bootstrap)
+    ci95 = {**recipe.metrics_val.get("ci95", {}),
+            **{k: v for k, v in val.get("ci95", {}).items() if k.startswith(("malignant_", "review_"))}}
+    metrics_val = {**recipe.metrics_val, "malignant": val["malignant"], **({"ci95": ci95} if ci95 else {})}
+    return replace(recipe, calibration=chosen.to_dict(), metrics_val=metrics_val)
+
+
+def choose_operating_point(release_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
+                           calibration_from: Path | None = None,
+                           target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY,
+                           bootstrap: int = 1000) -> ModelRelease:
+    """Choose an existing release's review operating point again on validation (its own, or for a refit its
+    train-only source's, ``calibration_from`` or its ``recipe_validation.json``), then score it again and
+    rewrite its card; weights and decision rule are unchanged (no retraining)."""
+    release = ModelRelease.load(release_dir)
+    manifest = release.manifest
+    calibration = replace(release.calibration, malignant_threshold=None, target_sensitivity=None)
+    if is_refit(manifest["training"]):
+        source = Path(calibration_from or release.directory / RECIPE_VALIDATION_NAME)
+        recipe = RecipeValidation.load(source)
+        if recipe.label != manifest["training"].get("calibration_from"):
+            raise ValueError(f"{source} is {recipe.label}, but {release.name} {release.version} took its decision "
+                             f"rule from {manifest['training'].get('calibration_from')}")
+        rule = Calibration.from_dict(recipe.calibration)
+        if replace(rule, malignant_threshold=None, target_sensitivity=None) != calibration:
+            raise ValueError(f"{source}'s decision rule differs from the one {release.directory} ships")
+        recipe = recipe_with_operating_point(recipe, source, data_dir, target_sensitivity, bootstrap)
+        chosen = Calibration.from_dict(recipe.calibration)
+        recipe.write(release.directory / RECIPE_VALIDATION_NAME)
+    elif calibration_from is not None:
+        raise ValueError(f"{release.directory} was trained on the training split only: its operating point is "
+                         "chosen on its own validation logits, calibration_from is for refits")
+    else:
+        logits, labels = _validation(release, data_dir)
+        chosen = with_operating_point(calibration, logits, labels, target_sensitivity)
+    (release.directory / MANIFEST_NAME).write_text(json.dumps({**manifest, "calibration": chosen.to_dict()},
+                                                              indent=1))
+    return score_release(release.directory, data_dir, bootstrap)
 
 
 def rewrite_model_card(release_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> Path:
