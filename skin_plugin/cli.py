@@ -376,16 +376,13 @@ def score(inputs: Annotated[list[Path], typer.Argument(help="Image files or fold
             err.print("scoring in-process (the queue needs --out, the OpenVINO backend and the shipped model)")
         from skin_plugin.classifier import model_identity
         from skin_plugin.pipeline import score_files
+        from skin_plugin.reports.batch_writer import BatchWriter
 
         start = time.perf_counter()
         classifier = _classifier(backend, precision, device, model, streams, threads)
-        results = score_files(files, classifier)
-        summary = None
-        if out:
-            from skin_plugin.reports.batch_writer import BatchWriter
-
-            summary = BatchWriter(out, model_identity(classifier)).write_batch(
-                results, time.perf_counter() - start).to_dict()
+        writer = BatchWriter(out, model_identity(classifier)) if out else None
+        results = score_files(files, classifier, writer=writer)  # each input's reports, or its failure
+        summary = writer.write_summary(results, time.perf_counter() - start).to_dict() if writer else None
     else:
         from workers.commands import score_queued
 

@@ -11,6 +11,8 @@ pixels, and which names the problem when the data is bad.
 
 from __future__ import annotations
 
+import os
+import warnings
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
@@ -24,10 +26,81 @@ from skin_plugin.constants import INPUT_HEIGHT, INPUT_WIDTH
 
 MAX_IMAGE_PIXELS = 100_000_000
 """Decompression-bomb guard: refuse images larger than this many pixels."""
+BUDGET_VARIABLE = "SKIN_MAX_DECODED_BYTES"
+DEFAULT_MAX_DECODED_BYTES = 128 * 1024 * 1024
+"""Default byte budget of one decoded input (rows x columns x samples x bytes per sample x frames):
+8-bit RGB up to ~44.7 megapixels, 16-bit RGB up to ~22. Decoding an input at the budget peaks at
+about 3x the budget on top of the worker (~250 MB), within the shipped 1 GiB worker limit."""
 
 
 class ImageDecodeError(ValueError):
     """The input is not a readable image of acceptable size."""
+
+
+class DecodedSizeError(ImageDecodeError):
+    """The decoded image would exceed the byte budget (checked from the header, before decoding)."""
+
+
+def max_decoded_bytes(env: dict[str, str] | None = None) -> int:
+    """The byte budget: ``SKIN_MAX_DECODED_BYTES`` (a positive integer) or the default."""
+    value = (os.environ if env is None else env).get(BUDGET_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_MAX_DECODED_BYTES
+    try:
+        budget = int(value)
+    except ValueError:
+        budget = 0
+    if budget <= 0:
+        raise ValueError(f"{BUDGET_VARIABLE} must be a positive number of bytes, not {value[:40]!r}")
+    return budget
+
+
+MAX_DECODED_BYTES = max_decoded_bytes()
+"""The byte budget of this process (read once, at import: a bad setting stops a worker at start)."""
+
+
+def check_decoded_size(width: int, height: int, samples: int = 3, bytes_per_sample: int = 1, frames: int = 1,
+                       budget: int | None = None) -> None:
+    """Raise DecodedSizeError, with the sizes, if the decoded image would not fit the byte budget."""
+    budget = MAX_DECODED_BYTES if budget is None else budget
+    size = width * height * samples * bytes_per_sample * frames
+    if size > budget:
+        shown_frames = f" x {frames} frames" if frames != 1 else ""
+        raise DecodedSizeError(
+            f"decoded image would take {size} bytes ({width}x{height} pixels x {samples} samples x "
+            f"{bytes_per_sample} byte(s){shown_frames}), over the {budget}-byte budget ({BUDGET_VARIABLE})")
+
+
+_BYTES_PER_BAND = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+def check_photo_size(image: Image.Image, budget: int | None = None) -> None:
+    """:func:`check_pixel_count` and :func:`check_decoded_size` of an opened (not yet decoded) PIL image."""
+    w, h = image.size
+    check_pixel_count(w, h)
+    bands = len(image.getbands())
+    per_band = _BYTES_PER_BAND.get(image.mode, 1)
+    samples, per_sample = (3, 1) if bands * per_band <= 3 else (bands, per_band)  # decoded as RGB at least
+    check_decoded_size(w, h, samples, per_sample, budget=budget)
+
+
+def check_pixel_count(width: int, height: int, frames: int = 1) -> None:
+    if width * height * frames > MAX_IMAGE_PIXELS:
+        shown = f"{frames} frame(s) of " if frames != 1 else "image of "
+        raise ImageDecodeError(f"{shown}{width}x{height} pixels exceed the {MAX_IMAGE_PIXELS} pixel limit")
+
+
+def open_image(source: BinaryIO, formats: tuple[str, ...] | None = None) -> Image.Image:
+    """``Image.open`` (header only, nothing decoded); Pillow's decompression-bomb error becomes ours.
+
+    Its warning is silenced: the caller checks the size (:func:`check_photo_size`) before decoding.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(source, formats=formats)
+        except Image.DecompressionBombError as exc:
+            raise DecodedSizeError(f"image too large: {exc}") from exc
 
 
 @lru_cache(maxsize=64)
@@ -54,14 +127,24 @@ def _inverse_areas(h: int, w: int, height: int, width: int) -> np.ndarray:
 
 
 def _window_sums(a: np.ndarray, axis: int, n_out: int, dtype: type) -> np.ndarray:
-    """Sums over each pooling window along ``axis`` (a few gathers: windows span only a few pixels)."""
-    zero_shape = list(a.shape)
-    zero_shape[axis] = 1
-    padded = np.concatenate([a, np.zeros(zero_shape, a.dtype)], axis=axis)  # the zero pixel at n_in
-    taps = _taps(a.shape[axis], n_out)
-    total = np.take(padded, taps[0], axis=axis).astype(dtype)
-    for index in taps[1:]:
-        total += np.take(padded, index, axis=axis)
+    """Sums over each pooling window along ``axis`` (a few gathers: windows span only a few pixels).
+
+    Taps past a window's end (index n_in) add zero; no padded copy of the full-size input is made.
+    """
+    n_in = a.shape[axis]
+    mask_shape = [1] * a.ndim
+    mask_shape[axis] = n_out
+    total: np.ndarray | None = None
+    for index in _taps(n_in, n_out):
+        inside = index < n_in
+        part = np.take(a, np.where(inside, index, 0), axis=axis)
+        if not inside.all():
+            part *= inside.reshape(mask_shape).astype(part.dtype)
+        if total is None:
+            total = part.astype(dtype)
+        else:
+            total += part
+    assert total is not None
     return total
 
 
@@ -99,8 +182,8 @@ def decode_jpeg_fast(stream: bytes) -> np.ndarray | None:
         return None
     if colorspace not in ("YCbCr", "RGB"):
         return None
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ImageDecodeError(f"image of {width}x{height} pixels exceeds the {MAX_IMAGE_PIXELS} pixel limit")
+    check_pixel_count(width, height)
+    check_decoded_size(width, height)
     r = dct_scale(width, height)
     try:
         rgb = simplejpeg.decode_jpeg(stream, "RGB", min_height=-(-height // r), min_width=-(-width // r))
@@ -117,14 +200,12 @@ def decode_image(source: str | Path | BinaryIO | bytes | Image.Image) -> np.ndar
             return fast
         source = BytesIO(data)
     try:
-        image = source if isinstance(source, Image.Image) else Image.open(source)
-        w, h = image.size
-        if w * h > MAX_IMAGE_PIXELS:
-            raise ImageDecodeError(f"image of {w}x{h} pixels exceeds the {MAX_IMAGE_PIXELS} pixel limit")
+        image = source if isinstance(source, Image.Image) else open_image(source)
+        check_photo_size(image)
         if image.format == "JPEG":
             # DCT-domain reduction (1/2, 1/4, 1/8) to the smallest scale still >= the model size.
             image.draft("RGB", (INPUT_WIDTH, INPUT_HEIGHT))
-        rgb = np.asarray(image.convert("RGB"))
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from queue_support import RedisServer, Worker, wait_until, worker_settings
 
+from skin_plugin.pipeline import DUPLICATE_INSTANCE
 from workers.client import submit_batch, wait_for_batch
 from workers.store import BatchStore
 
 
 def many_inputs(fullres_dicoms: list[Path], tmp: Path, copies: int = 2) -> list[Path]:
-    """The 150 DICOMs and renamed byte-identical copies (scored once, reports copied per job)."""
+    """The 150 DICOMs and renamed byte-identical copies (each instance scored once, its copy reported
+    as a duplicate input)."""
     files = list(fullres_dicoms)
     for c in range(1, copies):
         d = tmp / f"copy{c}"
@@ -28,11 +30,13 @@ def many_inputs(fullres_dicoms: list[Path], tmp: Path, copies: int = 2) -> list[
 
 def assert_every_job_once(store: BatchStore, batch: str, out: Path, n: int) -> None:
     status = store.status(batch)
-    assert status.total == n and status.done == n and status.failed == 0, status
+    assert status.total == n and status.completed == n, status
     records = store.job_records(batch)
     assert len(records) == n and len({r["job_id"] for r in records}) == n
-    # one JSON report per distinct source image, no stray temporary files
-    assert len(list((out / "json").glob("*.json"))) == len({r["frames"][0]["sop_instance_uid"] for r in records})
+    # each source instance scored once, with one JSON report; its copies failed as duplicates
+    scored = {r["frames"][0]["sop_instance_uid"] for r in records if not r["error"]}
+    assert status.done == len(scored) and all(r["error"] == DUPLICATE_INSTANCE for r in records if r["error"])
+    assert len(list((out / "json").glob("*.json"))) == status.done
     assert not list(out.rglob("*.tmp"))
     assert (out / "summary.json").is_file()
 

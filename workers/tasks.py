@@ -1,4 +1,4 @@
-"""Celery tasks: score one chunk of a batch; transient trouble is retried, bad inputs fail once."""
+"""Celery tasks: score one chunk of a batch; transient trouble is retried, bad inputs fail once, alone."""
 
 from __future__ import annotations
 
@@ -37,19 +37,24 @@ def score_chunk(self: Any, batch_id: str, out_dir: str, jobs: list[dict[str, Any
     ctx.store.mark_started(batch_id)
     recorded = 0
     try:
-        records = ctx.scorer.score(batch_id, out_dir, chunk)
-        counts = ctx.store.record_jobs(batch_id, [(job.job_id, record) for job, record in records])
-        recorded += sum(c >= 0 for c in counts)
+        try:
+            recorded, retry = _score_and_record(ctx, batch_id, out_dir, chunk)
+        except TRANSIENT:
+            raise
+        except Exception:  # noqa: BLE001 - unexpected: score the jobs one by one, so it fails one job alone
+            log.exception("batch %s: unexpected error in a chunk of %d jobs", batch_id, len(chunk))
+            recorded, retry = _score_one_by_one(ctx, batch_id, out_dir, chunk)
+        if retry:
+            raise TransientError(f"{len(retry)} input(s): {retry[0][1]}")
     except TRANSIENT as exc:
         if self.request.retries < self.max_retries:
             log.warning("batch %s: transient error (%s), retry %d", batch_id, type(exc).__name__,
                         self.request.retries + 1)
+            if recorded:
+                ctx.store.add_throughput(recorded)
             raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
         recorded += _fail_remaining(ctx, batch_id, chunk, f"gave up after {self.max_retries} retries: "
                                     f"{type(exc).__name__}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - an unexpected bug still ends every job with a reason
-        log.exception("batch %s: unexpected error", batch_id)
-        recorded += _fail_remaining(ctx, batch_id, chunk, f"internal error: {type(exc).__name__}")
     if recorded:
         ctx.store.add_throughput(recorded)
     metrics.TASK_DURATION.labels(queue).observe(time.perf_counter() - t0)
@@ -94,6 +99,29 @@ def route_results(self: Any, batch_id: str) -> int:
     ctx.store.mark_routed(batch_id, [], failed=len(failures))
     ctx.store.mark_route_done(batch_id)
     return len(files) - len(failures)
+
+
+def _score_and_record(ctx: Any, batch_id: str, out_dir: str, jobs: list[Job]) -> tuple[int, list[tuple[Job, str]]]:
+    """Score ``jobs`` and record them; (jobs recorded, jobs to retry with the reason)."""
+    outcome = ctx.scorer.score(batch_id, out_dir, jobs)
+    counts = ctx.store.record_jobs(batch_id, [(job.job_id, record) for job, record in outcome.records])
+    return sum(c >= 0 for c in counts), outcome.retry
+
+
+def _score_one_by_one(ctx: Any, batch_id: str, out_dir: str, chunk: list[Job]) -> tuple[int, list[tuple[Job, str]]]:
+    """After an unexpected error in a chunk: each job alone; a job that still fails is recorded failed."""
+    recorded, retry = 0, []
+    for job in chunk:
+        try:
+            n, again = _score_and_record(ctx, batch_id, out_dir, [job])
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this job fails alone, with a reason
+            log.exception("batch %s: unexpected error in one job", batch_id)
+            n, again = _fail_remaining(ctx, batch_id, [job], f"internal error: {type(exc).__name__}"), []
+        recorded += n
+        retry += again
+    return recorded, retry
 
 
 def _fail_remaining(ctx: Any, batch_id: str, chunk: list[Job], reason: str) -> int:

@@ -28,6 +28,12 @@ def sr_uids(result: ScoreResult, model: ModelIdentity) -> tuple[str, str]:
     return series, instance
 
 
+def remove_files(paths: list[Path] | list[str]) -> None:
+    """Delete report files (of an input that failed after some of them were written)."""
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
+
+
 @dataclass
 class BatchWriter:
     """Writes the reports of scored results into one output folder (template built once)."""
@@ -47,19 +53,29 @@ class BatchWriter:
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def write_result(self, result: ScoreResult, when: datetime | None = None) -> list[Path]:
-        """JSON for every scored frame, plus an SR when the source is DICOM; nothing for failures."""
+        """JSON for every scored frame, plus an SR when the source is DICOM; nothing for failures.
+
+        All or nothing: if a report cannot be written, the files this call wrote are removed.
+        """
         if not result.ok:
             return []
-        paths = [write_image_report(result, self.model, self.out_dir / "json", thresholds=self.thresholds)]
-        if result.source is not None:
-            series, instance = sr_uids(result, self.model)
-            data = self.sr_template.render(result, series_instance_uid=series, sop_instance_uid=instance,
-                                           instance_number=result.frame + 1, content_datetime=when)
-            path = self.out_dir / "sr" / f"{validated_uid(instance)}.dcm"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-            paths.append(path)
+        paths: list[Path] = []  # written so far (and the SR's temporary file)
+        try:
+            paths.append(write_image_report(result, self.model, self.out_dir / "json",
+                                            thresholds=self.thresholds))
+            if result.source is not None:
+                series, instance = sr_uids(result, self.model)
+                data = self.sr_template.render(result, series_instance_uid=series, sop_instance_uid=instance,
+                                               instance_number=result.frame + 1, content_datetime=when)
+                path = self.out_dir / "sr" / f"{validated_uid(instance)}.dcm"
+                tmp = path.with_suffix(".tmp")
+                paths.append(tmp)
+                tmp.write_bytes(data)
+                tmp.replace(path)
+                paths[-1] = path
+        except BaseException:
+            remove_files(paths)
+            raise
         return paths
 
     def write_batch(self, results: list[ScoreResult], wall_s: float) -> BatchSummary:
@@ -67,6 +83,10 @@ class BatchWriter:
         when = datetime.now()
         for r in results:
             self.write_result(r, when)
+        return self.write_summary(results, wall_s)
+
+    def write_summary(self, results: list[ScoreResult], wall_s: float) -> BatchSummary:
+        """``summary.json`` and ``report.html`` of results whose reports are written."""
         summary = BatchSummary.from_results(results, wall_s, self.model, thresholds=self.thresholds)
         summary.write(self.out_dir)
         write_html_report(results, summary, self.out_dir)
