@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -25,8 +26,10 @@ class OrthancServer:
 
     def __init__(self, workdir: Path, *, aet: str = "ORTHANC", python_script: Path | None = None,
                  modalities: dict[str, list[Any]] | None = None, env: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, users: dict[str, str] | None = None) -> None:
+        """``users``: user name -> password; turns HTTP authentication on (REST calls use the first user)."""
         self.workdir = Path(workdir)
+        self.users = users or {}
         self._aet = aet
         self.python_script = python_script
         self.modalities = modalities or {}
@@ -58,10 +61,12 @@ class OrthancServer:
         config: dict[str, Any] = {
             "Name": self._aet, "DicomAet": self._aet, "HttpPort": self.http_port, "DicomPort": self._dicom_port,
             "StorageDirectory": str(self.workdir / "storage"), "IndexDirectory": str(self.workdir / "index"),
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "StableAge": 2,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": bool(self.users), "StableAge": 2,
             "DicomModalities": self.modalities, "Plugins": plugins,
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
+        if self.users:
+            config["RegisteredUsers"] = self.users
         if self.python_script:
             config |= {"PythonScript": str(self.python_script), "PythonVerbose": False}
         return config | self.extra
@@ -112,6 +117,9 @@ class OrthancServer:
     def request(self, method: str, path: str, body: bytes | None = None,
                 content_type: str = "application/octet-stream") -> bytes:
         req = urllib.request.Request(self.http_url + path, data=body, method=method)
+        if self.users:
+            user, password = next(iter(self.users.items()))
+            req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
         if body is not None:
             req.add_header("Content-Type", content_type)
         with urllib.request.urlopen(req, timeout=30) as response:

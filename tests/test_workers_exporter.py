@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +26,16 @@ from workers.store import BatchStore
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def get(url: str) -> tuple[int, str]:
+EXPORTER_USER, EXPORTER_PASSWORD = "ops", "exporter-test-pw-5e1a"
+EXPORTER_ENV = {"SKIN_EXPORTER_USERNAME": EXPORTER_USER, "SKIN_EXPORTER_PASSWORD": EXPORTER_PASSWORD}
+BASIC = "Basic " + base64.b64encode(f"{EXPORTER_USER}:{EXPORTER_PASSWORD}".encode()).decode()
+
+
+def get(url: str, authorization: str | None = BASIC) -> tuple[int, str]:
+    """GET with the exporter's credential (``authorization=None``: without any)."""
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -50,25 +61,49 @@ def metrics_dir(tmp_path) -> Path:
     return d
 
 
-@pytest.fixture()
-def exporter(redis_url, metrics_dir):
+@contextmanager
+def running_exporter(redis_url: str, env: dict[str, str]) -> Iterator[str]:
+    """``skin-plugin exporter`` with its default bind address, as a process; yields its base URL."""
     port = free_port()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "skin_plugin.cli", "exporter", "--port", str(port),
-                             "--host", "127.0.0.1", "--broker", redis_url], env=env, cwd=ROOT,
+                             "--broker", redis_url], env={**os.environ, **env}, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exporter exited: {proc.stderr.read().decode()[-2000:]}")
         try:
             return get(base + "/metrics")[0] == 200
         except OSError:
             return False
 
-    wait_until(up, 30, what="exporter")
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    try:
+        wait_until(up, 30, what="exporter")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture()
+def exporter(redis_url, metrics_dir):
+    with running_exporter(redis_url, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **EXPORTER_ENV}) as base:
+        yield base
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # per-word little endian
+                found.add(str(ipaddress.ip_address(words)))
+    return found
 
 
 def test_queue_length_and_oldest_job_age_are_exported(redis_url, exporter, fullres_dicoms, tmp_path):
@@ -116,7 +151,9 @@ def test_status_page_lists_workers_queues_and_batches(redis_url, exporter, fullr
         assert status == 200 and batch in html and "test@" in html
         assert f'href="/batches/{batch}/report.html"' in html
         png = tmp_path / "status.png"
-        stderr = chromium_screenshot(exporter + "/", png, tmp_path / "profile", 1100, 900)
+        page = tmp_path / "status.html"  # fetched with the credential: a self-contained page
+        page.write_text(html)
+        stderr = chromium_screenshot(page.as_uri(), png, tmp_path / "profile", 1100, 900)
     assert png.exists(), stderr[-2000:]
     image = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
     assert image.std(axis=(0, 1)).mean() > 15  # text, tables and the chart, not a blank page
@@ -176,3 +213,65 @@ def test_a_real_prometheus_scrapes_the_exporter(redis_url, exporter, fullres_dic
         proc.wait(20)
     assert result[0]["metric"]["job"] == "skin-plugin"
     assert float(result[0]["value"][1]) == 2.0
+
+
+PAGES = ("/", "/index.html", "/api/status")
+
+
+def test_the_exporter_binds_localhost_and_asks_for_its_credential(redis_url, samples_dir, tmp_path):
+    """Default bind 127.0.0.1; the status page, its JSON and a report with patient data answer only with
+    the credential (basic or bearer); /metrics stays open and carries no patient data."""
+    from skin_plugin.dicom.convert import PatientStudy, build_dataset
+
+    patient = PatientStudy("SECRETNAME^JANE", "MRN-98765", birth_date="19700101", accession_number="ACC-55501")
+    files = []
+    for i, jpeg in enumerate(sorted(samples_dir.glob("*.jpg"))[:2]):
+        files.append(tmp_path / f"SECRETNAME_JANE_{i}.dcm")
+        build_dataset(jpeg.read_bytes(), patient).save_as(files[-1], enforce_file_format=True)
+    settings = worker_settings(redis_url)
+    store = BatchStore.from_settings(settings)
+    metrics_dir = tmp_path / "prom"
+    metrics_dir.mkdir()
+    token = "exporter-test-token-0c4d"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **EXPORTER_ENV, "SKIN_EXPORTER_TOKEN": token}
+    with Worker(settings, concurrency=1, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}):
+        batch = submit_batch(store, files, tmp_path / "out")
+        wait_for_batch(store, batch, timeout_s=60)
+    report = f"/batches/{batch}/report.html"
+    with running_exporter(redis_url, env) as base:
+        assert listening_addresses(int(base.rsplit(":", 1)[1])) == {"127.0.0.1"}
+        wrong_basic = "Basic " + base64.b64encode(f"{EXPORTER_USER}:not-it".encode()).decode()
+        for path in (*PAGES, report):
+            for authorization in (None, wrong_basic, "Bearer not-it", f"Bearer {token}x", "Basic !!"):
+                code, body = get(base + path, authorization)
+                assert code == 401 and "SECRETNAME" not in body and batch not in body, (path, authorization)
+            assert get(base + path)[0] == 200
+            assert get(base + path, f"Bearer {token}")[0] == 200
+        request = urllib.request.Request(base + report)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert 'Basic realm="skin-plugin"' in refused.value.headers["WWW-Authenticate"]
+        code, page = get(base + report)
+        assert code == 200 and "SECRETNAME" in page  # with the credential, the report is the report
+        code, metrics_text = get(base + "/metrics", None)
+        assert code == 200 and total(samples(metrics_text), "skin_images_scored_total", outcome="scored") == 2
+        for phi in ("SECRETNAME", "MRN-98765", "19700101", "ACC-55501", str(tmp_path)):
+            assert phi not in metrics_text
+
+
+def test_without_a_configured_credential_only_metrics_are_served(redis_url, tmp_path):
+    store = BatchStore.from_settings(worker_settings(redis_url))
+    store.create_batch("b1", 1, "batch", str(tmp_path))
+    (tmp_path / "report.html").write_text("<p>SECRETNAME</p>")
+    (tmp_path / "prom").mkdir()
+    with running_exporter(redis_url, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}) as base:
+        for path in (*PAGES, "/batches/b1/report.html"):
+            code, body = get(base + path, None)
+            assert code == 403 and "SKIN_EXPORTER_PASSWORD" in body and "SECRETNAME" not in body, path
+            assert get(base + path, BASIC)[0] == 403  # nothing to compare a credential with
+        assert get(base + "/metrics", None)[0] == 200
+    proc = subprocess.run([sys.executable, "-m", "skin_plugin.cli", "exporter", "--broker", redis_url],
+                          env={**os.environ, "SKIN_EXPORTER_USERNAME": "ops"}, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "SKIN_EXPORTER_PASSWORD" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

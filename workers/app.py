@@ -54,3 +54,6 @@ def make_app(settings: WorkerSettings) -> Celery:
 app = make_app(settings)
 # pydicom may quote header values (PHI) in its warnings: keep them out of worker logs.
 logging.getLogger("pydicom").setLevel(logging.ERROR)
+# At --loglevel DEBUG Celery's pool logs every task's arguments (input paths, whose file names may hold a
+# patient's name): keep that logger at INFO.
+logging.getLogger("celery.pool").setLevel(logging.INFO)

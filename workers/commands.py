@@ -137,13 +137,24 @@ def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: i
 
 
 def exporter_command(port: Annotated[int, typer.Option(help="HTTP port for /metrics and the status page.")] = 9808,
-                     host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+                     host: Annotated[str, typer.Option(
+                         help="Bind address (default: this host only; 0.0.0.0 for every interface).")]
+                     = "127.0.0.1",
                      broker: BrokerOption = None) -> None:
-    """Serve Prometheus /metrics (workers + queue length and oldest-job age) and the status page."""
+    """Serve Prometheus /metrics (open) and the status page and reports (need $SKIN_EXPORTER_* credentials)."""
+    from skin_plugin.net.credentials import CredentialError, exporter_credentials
     from workers.exporter import serve
 
-    server = serve(_settings(broker), host, port)
-    err.print(f"exporter on http://{host}:{server.server_address[1]}/ (metrics at /metrics)")
+    try:
+        credentials = exporter_credentials()
+    except CredentialError as exc:
+        err.print(f"exporter: {exc}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    server = serve(_settings(broker), host, port, credentials)
+    access = ("status page and reports need the SKIN_EXPORTER_* credential" if credentials else
+              "no SKIN_EXPORTER_* credential configured: the status page and reports are refused")
+    err.print(f"exporter on http://{host}:{server.server_address[1]}/ (metrics at /metrics; {access})",
+              markup=False, soft_wrap=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

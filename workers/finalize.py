@@ -10,7 +10,7 @@ from skin_plugin.reports.html_report import write_html_report
 from skin_plugin.reports.summary import BatchSummary
 from skin_plugin.results import ModelIdentity, ScoreResult
 from workers.scoring import result_from_record
-from workers.store import BatchStore
+from workers.store import PHI_REMOVED, BatchStore
 
 
 def batch_frames(store: BatchStore, batch_id: str) -> list[dict[str, Any]]:
@@ -52,6 +52,8 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
         status = store.status(batch_id)
         assert status is not None
     frames = batch_frames(store, batch_id)
+    if any(f.get(PHI_REMOVED) for f in frames):
+        return None  # another run reported it already and removed its patient data from Redis
     results = [result_from_record(f) for f in frames]
     wall_s = (status.finished or time.time()) - (status.submitted or time.time())
     summary = BatchSummary.from_results(results, wall_s, model, batch_id=batch_id)
@@ -63,4 +65,5 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
                       title=f"Skin-lesion scoring report — batch {batch_id}")
     store.drop_payloads(batch_id)  # every job is recorded: nothing left to send again
     store.mark_reported(batch_id)
+    store.forget_phi(batch_id)  # report.html holds it now: Redis keeps no patient data or preview
     return summary

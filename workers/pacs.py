@@ -24,6 +24,17 @@ BrokerOption = Annotated[str | None, typer.Option(
     help="Redis broker URL (default: $SKIN_BROKER_URL, else an embedded Redis and workers).")]
 
 
+def _checked_route(route: str | None, option: str = "--route") -> str | None:
+    """``route`` if it parses as a destination (and holds no secret), else a one-line error and exit 2."""
+    from skin_plugin.net.destination import Destination, DestinationError
+
+    try:
+        return str(Destination.parse(route)) if route else None
+    except DestinationError as exc:
+        err.print(f"{option}: {exc}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def _cluster(stack: ExitStack, broker: str | None, workers: int | None) -> WorkerSettings:
     """Settings of the queue to use: the given/configured broker, or an embedded one kept open by ``stack``."""
     from workers.embedded import embedded_cluster
@@ -40,7 +51,8 @@ def _cluster(stack: ExitStack, broker: str | None, workers: int | None) -> Worke
 def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one folder per batch.")],
                    ae_title: Annotated[str, typer.Option(help="Our AE title.")] = "SKINAI",
                    port: Annotated[int, typer.Option(help="DICOM port.")] = 11112,
-                   host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+                   host: Annotated[str, typer.Option(
+                       help="Bind address (default: this host only; 0.0.0.0 for every interface).")] = "127.0.0.1",
                    allow_ae: Annotated[list[str] | None, typer.Option(
                        help="Calling AE title allowed to store (repeat; default: $SKIN_ALLOWED_AES, else any).")]
                    = None,
@@ -57,6 +69,7 @@ def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one fol
     from workers.client import submit_batch
     from workers.store import BatchStore
 
+    route = _checked_route(route)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     allowed = allow_ae or [a for a in os.environ.get("SKIN_ALLOWED_AES", "").split(",") if a.strip()]
     spool_dir = spool or (Path(os.environ["SKIN_SPOOL_DIR"]) if os.environ.get("SKIN_SPOOL_DIR") else out / ".spool")
@@ -90,16 +103,24 @@ def pull_command(dicomweb: Annotated[str, typer.Option(help="DICOMweb root URL, 
                  route: RouteOption = None, broker: BrokerOption = None,
                  wait: Annotated[bool, typer.Option(help="Wait for the batch (embedded: always).")] = False,
                  workers: Annotated[int | None, typer.Option(help="Embedded worker processes.")] = None) -> None:
-    """Query a DICOMweb archive (QIDO-RS) for photographs not yet scored, retrieve them (WADO-RS), queue them."""
-    from skin_plugin.net.dicomweb_pull import pull_new_instances
+    """Query a DICOMweb archive (QIDO-RS) for photographs not yet scored, retrieve them (WADO-RS), queue them.
+
+    Credentials: ``SKIN_DICOMWEB_USERNAME`` + ``SKIN_DICOMWEB_PASSWORD[_FILE]`` or ``SKIN_DICOMWEB_TOKEN[_FILE]``.
+    """
+    from skin_plugin.net.dicomweb_pull import PullError, pull_new_instances
     from workers.client import submit_batch, wait_for_batch
     from workers.store import BatchStore
 
+    route = _checked_route(route)  # before pulling anything
     with ExitStack() as stack:
         embedded = not (broker or os.environ.get("SKIN_BROKER_URL"))
         settings = _cluster(stack, broker, workers)
         store = BatchStore.from_settings(settings)
-        files = pull_new_instances(dicomweb, spool or out / ".pulled", store, since=since, modality=modality)
+        try:
+            files = pull_new_instances(dicomweb, spool or out / ".pulled", store, since=since, modality=modality)
+        except PullError as exc:
+            err.print(f"pull: {exc}", style="red", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         if not files:
             err.print("nothing new to score")
             return
@@ -119,6 +140,7 @@ def resend_command(folder: Annotated[Path, typer.Argument(help="A dead-letter fo
     from skin_plugin.net.dead_letter import DeadLetterBox
     from skin_plugin.net.destination import Destination
 
+    to = _checked_route(to, "--to")
     sent, failing = DeadLetterBox(folder).resend(Destination.parse(to) if to else None)
     err.print(f"{sent} sent, {len(failing)} still failing")
     for letter in failing:

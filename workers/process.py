@@ -88,7 +88,8 @@ def _remember_node(sender: str, **_: object) -> None:
 
 @signals.worker_init.connect
 def _serve_worker_metrics(**_: object) -> None:
-    """With ``SKIN_METRICS_PORT`` set, the worker's parent serves its children's metrics itself.
+    """With ``SKIN_METRICS_PORT`` set, the worker's parent serves its children's metrics itself, on
+    ``SKIN_METRICS_HOST`` (default 127.0.0.1; a container sets 0.0.0.0 for Prometheus to reach it).
 
     For hosts where the exporter cannot read this worker's ``PROMETHEUS_MULTIPROC_DIR`` (one container
     or pod per worker); on one machine the exporter aggregates that folder instead.
@@ -102,7 +103,7 @@ def _serve_worker_metrics(**_: object) -> None:
     os.makedirs(mp_dir, exist_ok=True)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=mp_dir)
-    start_http_server(int(port), registry=registry)
+    start_http_server(int(port), addr=os.environ.get("SKIN_METRICS_HOST") or "127.0.0.1", registry=registry)
 
 
 @signals.worker_process_init.connect

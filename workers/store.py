@@ -7,11 +7,13 @@ Keys (all under ``skin:``):
 - ``skin:batch:<id>:payloads`` string: the batch's task payloads, kept until it is reported (resending
   lost jobs)
 - ``skin:batch:<id>:jobs`` hash: job id -> JSON job record (first record wins: a redelivered task
-  cannot count a job twice)
+  cannot count a job twice). Its patient data (the attributes report.html shows, and a preview) is
+  removed by :meth:`BatchStore.forget_phi` once the batch's report is written.
 - ``skin:batches`` sorted set: batch id by submission time (recent batches for ``status``)
 - ``skin:done:<model sha>:<input key>`` string: the JSON record of the last scoring of that input by
   that model (idempotency: the same input is not scored twice by the same model)
-- ``skin:sop:<model sha>:<SOP Instance UID>``: that DICOM instance was scored by that model
+- ``skin:sop:<model sha>:<SOP Instance UID>``: that DICOM instance was scored by that model (kept for
+  ``SKIN_SCORED_TTL``: ``pull`` skips it)
 - ``skin:scheduled`` sorted set: batch id by release time; ``skin:scheduled:<id>`` its task payloads
 - ``skin:worker:<name>`` string with a TTL: heartbeat of a live worker process
 - ``skin:throughput:<unix minute>`` integer with a 25 h TTL: images completed in that minute
@@ -28,7 +30,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from workers.config import WorkerSettings, redis_client_url
+from workers.config import DEFAULT_RESULT_TTL_S, DEFAULT_SCORED_TTL_S, WorkerSettings, redis_client_url
 
 PREFIX = "skin:"
 BATCHES = PREFIX + "batches"
@@ -36,13 +38,46 @@ SCHEDULED = PREFIX + "scheduled"
 WORKER_HEARTBEAT_TTL_S = 30
 
 # Record a job once, count it, return the number of completed jobs (or -1 if already recorded).
+# Both keys expire ARGV[4] seconds after the batch's last progress.
 _RECORD_JOB = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return -1 end
 redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
 redis.call('HSET', KEYS[1], 'progress_at', ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return redis.call('HINCRBY', KEYS[1], 'completed', 1)
 """
+
+REPORT_PHI_FIELDS = frozenset({"patient_name", "patient_id", "patient_sex", "patient_age", "study_date",
+                               "accession_number"})
+"""The patient attributes of a source that ``report.html`` shows: the only ones stored in Redis (the
+others, e.g. birth date, study ID and time, go into the SR and never into Redis)."""
+PHI_REMOVED = "phi_removed"
+"""Set on every frame of a job record whose patient data was removed (the batch is reported)."""
+
+
+def _phi_fields() -> tuple[str, ...]:
+    from skin_plugin.dicom.records import DicomSourceInfo
+
+    return DicomSourceInfo.phi_fields()
+
+
+def stored_record(record: dict[str, Any], keep: frozenset[str] = REPORT_PHI_FIELDS) -> dict[str, Any]:
+    """``record`` as Redis may hold it: each frame's source reduced to ``keep`` of its patient data;
+    with ``keep`` empty, also without previews, and marked :data:`PHI_REMOVED`."""
+    if "frames" not in record:
+        return record
+    drop = set(_phi_fields()) - keep
+    frames = []
+    for frame in record["frames"]:
+        frame = dict(frame)
+        if frame.get("source"):
+            frame["source"] = {k: v for k, v in frame["source"].items() if k not in drop}
+        if not keep:
+            frame.pop("thumbnail", None)
+            frame[PHI_REMOVED] = True
+        frames.append(frame)
+    return dict(record, frames=frames)
 
 
 def connect(settings: WorkerSettings) -> redis.Redis:
@@ -123,17 +158,20 @@ def _float(value: str | None) -> float | None:
 class BatchStore:
     """All reads and writes of batch/job state; every write is idempotent or atomic."""
 
-    def __init__(self, client: redis.Redis, ttl_s: int = 7 * 24 * 3600,
-                 settings: WorkerSettings | None = None) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: int = DEFAULT_RESULT_TTL_S,
+                 settings: WorkerSettings | None = None, scored_ttl_s: int = DEFAULT_SCORED_TTL_S) -> None:
         self.r = client
         self.settings = settings
         """The settings this store was made from (the Celery broker of the same Redis)."""
         self.ttl_s = ttl_s
+        """Batch state, job records and idempotency records expire this long after their last write."""
+        self.scored_ttl_s = scored_ttl_s
+        """SOP instances scored (UIDs only) are remembered this long."""
         self._record = client.register_script(_RECORD_JOB)
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> BatchStore:
-        return cls(connect(settings), settings.result_ttl_s, settings)
+        return cls(connect(settings), settings.result_ttl_s, settings, settings.scored_ttl_s)
 
     # --- batches -------------------------------------------------------------------------
     def create_batch(self, batch_id: str, total: int, queue: str, out_dir: str,
@@ -144,10 +182,12 @@ class BatchStore:
         if release_at:
             fields["release_at"] = release_at
         if route:
-            fields["route"] = route
+            from skin_plugin.net.credentials import redact_url
+
+            fields["route"] = redact_url(route)
         pipe = self.r.pipeline()
         pipe.hset(batch_key(batch_id), mapping=fields)
-        pipe.expire(batch_key(batch_id), self.ttl_s)
+        pipe.expire(batch_key(batch_id), self.ttl_s + int(max(0.0, (release_at or now) - now)))
         pipe.zadd(BATCHES, {batch_id: now})
         pipe.execute()
 
@@ -201,7 +241,7 @@ class BatchStore:
         """Store a job's record once; return completed jobs of the batch, or -1 if it was recorded already."""
         outcome = "failed" if record.get("error") else "done"
         return int(self._record(keys=[batch_key(batch_id), jobs_key(batch_id)],
-                                args=[job_id, json.dumps(record), outcome, self.ttl_s, time.time()]))
+                                args=[job_id, json.dumps(stored_record(record)), outcome, self.ttl_s, time.time()]))
 
     def record_jobs(self, batch_id: str, items: list[tuple[str, dict[str, Any]]]) -> list[int]:
         """:meth:`record_job` for many jobs in one round trip."""
@@ -209,8 +249,29 @@ class BatchStore:
         for job_id, record in items:
             outcome = "failed" if record.get("error") else "done"
             self._record(keys=[batch_key(batch_id), jobs_key(batch_id)],
-                         args=[job_id, json.dumps(record), outcome, self.ttl_s, time.time()], client=pipe)
+                         args=[job_id, json.dumps(stored_record(record)), outcome, self.ttl_s, time.time()],
+                         client=pipe)
         return [int(v) for v in pipe.execute()]
+
+    def forget_phi(self, batch_id: str) -> None:
+        """Remove the patient data and previews from the batch's job records (its report is written).
+
+        Atomic (WATCH/MULTI): a reader sees every record with its patient data or every record without.
+        """
+        key = jobs_key(batch_id)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    scrubbed = {job: json.dumps(stored_record(json.loads(raw), frozenset()))
+                                for job, raw in pipe.hgetall(key).items()}
+                    pipe.multi()
+                    if scrubbed:
+                        pipe.hset(key, mapping=scrubbed)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def mark_routed(self, batch_id: str, sent: list[str], failed: int = 0) -> None:
         """Remember SRs delivered (by file name) so a retry does not send them twice."""
@@ -252,7 +313,7 @@ class BatchStore:
     def remember_results(self, model_sha: str, items: list[tuple[str, dict[str, Any]]]) -> None:
         pipe = self.r.pipeline(transaction=False)
         for input_key, record in items:
-            pipe.set(f"{PREFIX}done:{model_sha}:{input_key}", json.dumps(record), ex=self.ttl_s)
+            pipe.set(f"{PREFIX}done:{model_sha}:{input_key}", json.dumps(stored_record(record)), ex=self.ttl_s)
         pipe.execute()
 
     def remember_sops(self, model_sha: str, sop_uids: list[str]) -> None:
@@ -260,7 +321,7 @@ class BatchStore:
         if sop_uids:
             pipe = self.r.pipeline(transaction=False)
             for uid in sop_uids:
-                pipe.set(f"{PREFIX}sop:{model_sha}:{uid}", 1, ex=self.ttl_s)
+                pipe.set(f"{PREFIX}sop:{model_sha}:{uid}", 1, ex=self.scored_ttl_s)
             pipe.execute()
 
     def scored_sops(self, model_sha: str, sop_uids: list[str]) -> set[str]:
@@ -271,8 +332,10 @@ class BatchStore:
 
     # --- scheduled batches ---------------------------------------------------------------
     def schedule(self, batch_id: str, release_at: float, payloads: list[dict[str, Any]]) -> None:
+        ttl = self.ttl_s + int(max(0.0, release_at - time.time()))  # kept until released, then as any batch
         pipe = self.r.pipeline()
-        pipe.set(f"{SCHEDULED}:{batch_id}", json.dumps(payloads), ex=self.ttl_s)
+        pipe.set(f"{SCHEDULED}:{batch_id}", json.dumps(payloads), ex=ttl)
+        pipe.expire(f"{batch_key(batch_id)}:payloads", ttl)
         pipe.zadd(SCHEDULED, {batch_id: release_at})
         pipe.execute()
 

@@ -1,6 +1,7 @@
 """Results that could not be delivered: kept with their destination and reason, re-sendable.
 
-``<dir>/<name>.dcm`` plus ``<dir>/<name>.dcm.json`` (``{"destination", "reason", "failed_at", "attempts"}``).
+``<dir>/<name>.dcm`` plus ``<dir>/<name>.dcm.json`` (``{"destination", "reason", "failed_at", "attempts"}``);
+the destination and reason are stored redacted (no password or token ever lands in a sidecar).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from skin_plugin.net.destination import Destination
+from skin_plugin.net.credentials import redact_text, redact_url
+from skin_plugin.net.destination import Destination, DestinationError
 from skin_plugin.net.sender import send_files
 
 
@@ -32,7 +34,8 @@ class DeadLetterBox:
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / file.name
         shutil.copyfile(file, target)
-        meta = {"destination": str(destination), "reason": reason, "failed_at": time.time(), "attempts": attempts}
+        meta = {"destination": redact_url(str(destination)), "reason": redact_text(reason), "failed_at": time.time(),
+                "attempts": attempts}
         sidecar = target.with_name(target.name + ".json")
         tmp = sidecar.with_name(sidecar.name + ".tmp")
         tmp.write_text(json.dumps(meta, indent=1))
@@ -54,8 +57,12 @@ class DeadLetterBox:
             by_dest.setdefault(str(destination) if destination else letter.destination, []).append(letter)
         sent, failing = 0, []
         for dest_spec, letters in by_dest.items():
-            dest = Destination.parse(dest_spec)
-            failures = {f.path: f.reason for f in send_files(dest, [letter.path for letter in letters])}
+            try:
+                dest = Destination.parse(dest_spec)
+            except DestinationError as exc:  # e.g. an old sidecar whose URL held a password
+                failures = {letter.path: f"{exc}; resend with --to DESTINATION" for letter in letters}
+            else:
+                failures = {f.path: f.reason for f in send_files(dest, [letter.path for letter in letters])}
             for letter in letters:
                 if letter.path in failures:
                     self.add_attempt(letter, failures[letter.path])
@@ -69,5 +76,5 @@ class DeadLetterBox:
     def add_attempt(self, letter: DeadLetter, reason: str) -> None:
         sidecar = letter.path.with_name(letter.path.name + ".json")
         meta = json.loads(sidecar.read_text())
-        meta.update(reason=reason, attempts=int(meta.get("attempts", 0)) + 1, failed_at=time.time())
+        meta.update(reason=redact_text(reason), attempts=int(meta.get("attempts", 0)) + 1, failed_at=time.time())
         sidecar.write_text(json.dumps(meta, indent=1))

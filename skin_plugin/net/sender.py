@@ -61,13 +61,32 @@ def _stow_rs(dest: Destination, files: list[Path], timeout_s: float) -> list[Sen
     import requests
     from dicomweb_client.api import DICOMwebClient
 
-    client = DICOMwebClient(url=dest.address, timeout=timeout_s)
+    from skin_plugin.net.credentials import (
+        DICOMWEB_PREFIX,
+        ROUTE_PREFIX,
+        CredentialError,
+        auth_failure,
+        http_session,
+        redact_text,
+        route_credentials,
+    )
+
+    try:
+        credentials = route_credentials()
+    except CredentialError as exc:
+        return [SendFailure(f, f"STOW-RS to {dest.address}: {exc}") for f in files]
+    client = DICOMwebClient(url=dest.address, session=http_session(credentials), timeout=timeout_s)
     try:
         datasets = [pydicom.dcmread(f) for f in files]
         response = client.store_instances(datasets)
     except (requests.RequestException, OSError, ValueError, RuntimeError) as exc:
-        return [SendFailure(f, f"STOW-RS to {dest.address}: {type(exc).__name__}: {str(exc)[:200]}") for f in files]
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            reason = "STOW-RS: " + auth_failure(status, dest.address, credentials is not None, ROUTE_PREFIX,
+                                                DICOMWEB_PREFIX)
+        else:
+            reason = redact_text(f"STOW-RS to {dest.address}: {type(exc).__name__}: {str(exc)[:200]}")
+        return [SendFailure(f, reason) for f in files]
     failed = {item.ReferencedSOPInstanceUID for item in getattr(response, "FailedSOPSequence", [])}
     return [SendFailure(f, "STOW-RS: instance refused") for f, ds in zip(files, datasets)
             if ds.SOPInstanceUID in failed]
-
