@@ -17,6 +17,7 @@ SECRETS = {
     "SKIN_REDIS_PASSWORD": "redis-test-secret-4f1c",
     "ORTHANC_PASSWORD": "orthanc-test-secret-9b2e",
     "GRAFANA_ADMIN_PASSWORD": "grafana-test-secret-07d3",
+    "SKIN_EXPORTER_PASSWORD": "exporter-test-secret-51aa",
 }
 SERVICES = {"redis", "worker", "listener", "exporter", "orthanc", "prometheus", "grafana"}
 # The Orthanc image writes its generated configuration and root-owned storage as root.
@@ -105,10 +106,26 @@ def test_skin_containers(resolved):
     assert services["worker"]["command"] == ["worker", "--concurrency", "1"]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["listener"]["command"] == [
-        "listen", "--ae-title", "SKINAI", "--port", "11112", "--out", "/data/reports"]
+        "listen", "--ae-title", "SKINAI", "--port", "11112", "--out", "/data/reports", "--host", "0.0.0.0"]
     assert "11112:11112" in ports(services["listener"])
-    assert services["exporter"]["command"] == ["exporter", "--port", "9808"]
+    assert services["exporter"]["command"] == ["exporter", "--port", "9808", "--host", "0.0.0.0"]
     assert "127.0.0.1:9808:9808" in ports(services["exporter"])
+
+
+def test_exporter_asks_for_a_credential_and_containers_listen_on_their_interface(resolved):
+    """Services bind 127.0.0.1 unless told: in a container, the listener, the exporter and the workers'
+    metrics must listen on its interface; the exporter's PHI pages then ask for the password of .env."""
+    services = resolved["services"]
+    exporter = services["exporter"]["environment"]
+    assert exporter["SKIN_EXPORTER_PASSWORD"] == SECRETS["SKIN_EXPORTER_PASSWORD"]
+    assert exporter["SKIN_EXPORTER_USERNAME"]
+    assert "SKIN_EXPORTER_PASSWORD" not in services["worker"]["environment"]  # only the exporter needs it
+    assert services["worker"]["environment"]["SKIN_METRICS_HOST"] == "0.0.0.0"
+    for name in ("listener", "exporter"):
+        command = services[name]["command"]
+        assert command[command.index("--host") + 1] == "0.0.0.0", name
+    # Prometheus (in the compose network) scrapes the open /metrics, and so does the healthcheck
+    assert "/metrics" in " ".join(services["exporter"]["healthcheck"]["test"])
 
 
 def test_reports_volume_is_shared(resolved):
@@ -116,19 +133,28 @@ def test_reports_volume_is_shared(resolved):
     assert "skin-data" in resolved["volumes"]
     for name in ("worker", "listener", "orthanc"):
         assert volumes(services[name])["/data"] == "skin-data", name
-    out_dir = services["listener"]["command"][-1]
+    listener = services["listener"]["command"]
+    out_dir = listener[listener.index("--out") + 1]
     assert services["worker"]["environment"]["SKIN_OUTPUT_DIR"] == out_dir
     assert out_dir.startswith("/data/")
 
 
-def test_redis_is_persistent_and_password_protected(resolved):
+def test_redis_keeps_patient_data_in_memory_only_and_is_password_protected(resolved):
+    """No append-only file, no RDB snapshot, no volume: what Redis holds about patients never reaches a
+    disk (README, "Security"); job records expire after SKIN_RESULT_TTL, the documented default."""
+    from workers.config import DEFAULT_RESULT_TTL_S
+
     redis = resolved["services"]["redis"]
     assert redis["image"].startswith("redis:7")
     command = redis["command"]
-    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendonly") + 1] == "no"
+    assert command[command.index("--save") + 1] == ""
     assert command[command.index("--requirepass") + 1] == SECRETS["SKIN_REDIS_PASSWORD"]
-    assert volumes(redis)["/data"] == "redis-data"
+    assert "/data" not in volumes(redis) and "/data" in redis["tmpfs"]
+    assert "redis-data" not in (resolved.get("volumes") or {})
     assert not redis.get("ports"), "redis must not be published"
+    for name in ("worker", "listener", "exporter", "orthanc"):
+        assert int(resolved["services"][name]["environment"]["SKIN_RESULT_TTL"]) == DEFAULT_RESULT_TTL_S, name
 
 
 def test_monitoring_and_orthanc_mount_the_deploy_files(resolved):
@@ -171,7 +197,7 @@ def test_secrets_come_from_the_environment(resolved):
         if "--requirepass" in command:
             assert command[command.index("--requirepass") + 1] in secrets
             checked += 1
-    assert checked >= 6
+    assert checked >= 7
     assert resolved["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS[
         "GRAFANA_ADMIN_PASSWORD"]
 

@@ -22,6 +22,8 @@ EXPECTED = {
     ("apps/v1", "Deployment", "skin-plugin-worker"),
     ("apps/v1", "Deployment", "skin-plugin-listener"),
     ("apps/v1", "Deployment", "skin-plugin-exporter"),
+    ("apps/v1", "Deployment", "redis"),
+    ("v1", "Service", "redis"),
     ("v1", "Service", "skin-plugin-listener"),
     ("v1", "Service", "skin-plugin-exporter"),
     ("keda.sh/v1alpha1", "ScaledObject", "skin-plugin-worker"),
@@ -45,7 +47,8 @@ def find(objects: list[dict], kind: str, name: str) -> dict:
 
 
 def deployments(objects: list[dict]) -> list[dict]:
-    return [o for o in objects if o["kind"] == "Deployment"]
+    """The Deployments running the skin-plugin image (Redis is checked on its own)."""
+    return [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != "redis"]
 
 
 def secret_template() -> dict:
@@ -125,7 +128,7 @@ def test_configmap_holds_no_secret(objects):
 def test_secret_template_has_placeholders_only():
     secret = secret_template()
     assert secret["kind"] == "Secret" and secret["metadata"]["namespace"] == NAMESPACE
-    assert set(secret["stringData"]) == {"SKIN_REDIS_PASSWORD", "SKIN_BROKER_URL"}
+    assert set(secret["stringData"]) == {"SKIN_REDIS_PASSWORD", "SKIN_BROKER_URL", "SKIN_EXPORTER_PASSWORD"}
     for key, value in secret["stringData"].items():
         assert "CHANGE_ME" in value, key
     assert "data" not in secret
@@ -162,13 +165,14 @@ def matches(selector: dict, deployment: dict) -> bool:
 @pytest.mark.parametrize(("name", "port", "args"), [
     ("skin-plugin-listener", 11112, ["listen", "--ae-title", "SKINAI", "--port", "11112"]),
     ("skin-plugin-exporter", 9808, ["exporter", "--port", "9808"]),
+    ("redis", 6379, ["--appendonly", "no"]),
 ])
 def test_services_reach_their_deployments(objects, name, port, args):
     service = find(objects, "Service", name)
     deployment = find(objects, "Deployment", name)
     assert deployment["spec"]["selector"]["matchLabels"].items() <= (
         deployment["spec"]["template"]["metadata"]["labels"].items())
-    targets = [d for d in deployments(objects) if matches(service["spec"]["selector"], d)]
+    targets = [d for d in objects if d["kind"] == "Deployment" and matches(service["spec"]["selector"], d)]
     assert targets == [deployment]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"][: len(args)] == args
@@ -200,3 +204,42 @@ def test_listener_and_workers_share_the_reports_volume(objects):
         assert output_dir.startswith(mounted[0]["mountPath"] + "/"), name
     listener = find(objects, "Deployment", "skin-plugin-listener")["spec"]["template"]["spec"]["containers"][0]
     assert listener["args"][listener["args"].index("--out") + 1] == output_dir
+
+
+def test_redis_keeps_patient_data_in_memory_only(objects):
+    """The Redis the KEDA scaler and SKIN_BROKER_URL point at: password from the Secret, no append-only
+    file, no RDB snapshot, its /data in RAM (README, "Security"); non-root with a read-only root."""
+    from workers.config import DEFAULT_RESULT_TTL_S
+
+    deployment = find(objects, "Deployment", "redis")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert container["image"].startswith("redis:7") and container["command"] == ["redis-server"]
+    assert args[args.index("--appendonly") + 1] == "no" and args[args.index("--save") + 1] == ""
+    assert args[args.index("--requirepass") + 1] == "$(SKIN_REDIS_PASSWORD)"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["SKIN_REDIS_PASSWORD"] == {"name": secret_template()["metadata"]["name"], "key": "SKIN_REDIS_PASSWORD"}
+    assert env["REDISCLI_AUTH"] == env["SKIN_REDIS_PASSWORD"]  # the probes' redis-cli authenticates
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == "/data" and volumes[mount["name"]]["emptyDir"]["medium"] == "Memory"
+    assert not any("persistentVolumeClaim" in v for v in volumes.values())
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert config_value(objects, "SKIN_REDIS_ADDRESS") == f"redis.{NAMESPACE}.svc.cluster.local:6379"
+    assert secret_template()["stringData"]["SKIN_BROKER_URL"].endswith(f"@redis.{NAMESPACE}.svc.cluster.local:6379/0")
+    assert int(config_value(objects, "SKIN_RESULT_TTL")) == DEFAULT_RESULT_TTL_S
+
+
+def test_pods_listen_on_their_interface_and_the_exporter_asks_for_a_credential(objects):
+    """Services bind 127.0.0.1 unless told: in a pod the listener, the exporter and the workers' metrics
+    listen on 0.0.0.0; the exporter's status page and reports ask for the Secret's password."""
+    for name in ("skin-plugin-listener", "skin-plugin-exporter"):
+        (container,) = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        assert container["args"][container["args"].index("--host") + 1] == "0.0.0.0", name
+    assert config_value(objects, "SKIN_METRICS_HOST") == "0.0.0.0"
+    assert config_value(objects, "SKIN_EXPORTER_USERNAME")
+    assert "SKIN_EXPORTER_PASSWORD" in secret_template()["stringData"]
+    (exporter,) = find(objects, "Deployment", "skin-plugin-exporter")["spec"]["template"]["spec"]["containers"]
+    assert exporter["readinessProbe"]["httpGet"]["path"] == "/metrics"  # the open page: probes need no key

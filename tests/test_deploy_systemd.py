@@ -126,7 +126,14 @@ def test_listener_and_exporter_commands():
     listener = settings("skin-plugin-listener.service")["ExecStart"][0].split()
     assert listener[1:6] == ["listen", "--ae-title", "SKINAI", "--port", "11112"]
     assert listener[listener.index("--out") + 1] == env_example()["SKIN_OUTPUT_DIR"]
+    assert listener[listener.index("--host") + 1] == "0.0.0.0"  # the PACS is another host
+    # the exporter keeps its default bind address, 127.0.0.1; its PHI pages ask for the env file's password
     assert settings("skin-plugin-exporter.service")["ExecStart"] == [f"{EXE} exporter --port 9808"]
+    env = env_example()
+    assert env["SKIN_EXPORTER_USERNAME"] and env["SKIN_EXPORTER_PASSWORD"] == "CHANGE_ME"
+    from workers.config import DEFAULT_RESULT_TTL_S
+
+    assert int(env["SKIN_RESULT_TTL"]) == DEFAULT_RESULT_TTL_S
 
 
 def test_env_example_has_every_setting_and_no_secret():
