@@ -16,6 +16,7 @@ from orthanc_support import OrthancServer
 from queue_support import RedisServer, Worker, free_port, worker_settings
 
 from skin_plugin.dicom.convert import PatientStudy, build_dataset
+from skin_plugin.net.credentials import CredentialError, HttpCredentials, redact_text, redact_url
 from skin_plugin.net.dead_letter import DeadLetterBox
 from skin_plugin.net.destination import Destination, DestinationError
 from skin_plugin.net.sender import send_files
@@ -78,6 +79,27 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     return lines[0]
+
+
+def test_credentials_come_from_variables_or_files_and_stay_out_of_repr(tmp_path):
+    (tmp_path / "pw").write_text(SECRET + "\n")
+    creds = HttpCredentials.from_env("X", {"X_USERNAME": USER, "X_PASSWORD_FILE": str(tmp_path / "pw")})
+    assert creds is not None and creds.accepts(creds.authorization()) and SECRET not in repr(creds)
+    assert not creds.accepts(HttpCredentials(USER, SECRET + "x").authorization())
+    (tmp_path / "token").write_text("tok-1")
+    bearer = HttpCredentials.from_env("X", {"X_TOKEN_FILE": str(tmp_path / "token")})
+    assert bearer is not None and bearer.accepts("Bearer tok-1") and not bearer.accepts("Bearer tok-2")
+    assert HttpCredentials.from_env("X", {}) is None
+    for env, message in (({"X_USERNAME": USER}, "X_PASSWORD"), ({"X_PASSWORD": SECRET}, "X_USERNAME"),
+                         ({"X_TOKEN": "a", "X_TOKEN_FILE": "b"}, "not both"),
+                         ({"X_TOKEN_FILE": str(tmp_path / "missing")}, "cannot read")):
+        with pytest.raises(CredentialError, match=message) as caught:
+            HttpCredentials.from_env("X", env)
+        assert SECRET not in str(caught.value)
+    assert redact_url(f"dicomweb+https://{USER}:{SECRET}@h:1/dw?access_token=t&limit=5") == (
+        f"dicomweb+https://{USER}:***@h:1/dw?access_token=***&limit=5")
+    assert redact_text(f"failed: http://{USER}:{SECRET}@h/x (retry)") == f"failed: http://{USER}:***@h/x (retry)"
+    assert redact_url("dicom://PACS@h:104?calling=SKINAI") == "dicom://PACS@h:104?calling=SKINAI"
 
 
 def test_urls_holding_a_password_are_refused_without_echoing_it(tmp_path):
