@@ -14,7 +14,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from queue_support import Worker, free_port, wait_until, worker_settings
 
-from skin_plugin.net.spool import BATCH_MARKER, Spool
+from skin_plugin.net.spool import BATCH_MARKER, REPORTED_MARKER, BatchState, Spool
 from workers.store import BatchStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +75,8 @@ def test_storescu_folder_is_received_spooled_and_scored(redis_url, listener, ful
     sources = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
     assert {pydicom.dcmread(f).CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
             .ReferencedSOPSequence[0].ReferencedSOPInstanceUID for f in srs} == sources
-    queued = list((tmp_path / "spool" / "queued").iterdir())
-    assert queued and all((q / BATCH_MARKER).is_file() for q in queued)
+    # reported (no route): the received files leave the spool at the next sweep (retention 0 by default)
+    wait_until(lambda: not list((tmp_path / "spool").rglob("*.dcm")), 30, 0.2, "spool emptied")
     assert not list((tmp_path / "spool").rglob("*.tmp"))
 
 
@@ -85,6 +85,19 @@ def test_an_unknown_calling_ae_is_rejected(listener, fullres_dicoms, tmp_path):
     assert proc.returncode != 0
     assert "reject" in (proc.stdout + proc.stderr).lower()
     assert not (tmp_path / "spool" / "incoming").exists() or not any((tmp_path / "spool" / "incoming").iterdir())
+    wait_until(lambda: "calling AE 'INTRUDER'" in (tmp_path / "listener.log").read_text(), 10, 0.1, "log line")
+    line = next(x for x in (tmp_path / "listener.log").read_text().splitlines() if "'INTRUDER'" in x)
+    assert "refused an association from 127.0.0.1:" in line and "calling AE title not allowed" in line
+
+
+def test_an_association_to_another_called_ae_is_rejected(listener, fullres_dicoms, tmp_path):
+    proc = storescu(listener, fullres_dicoms[:1], called="OTHERPACS")
+    assert proc.returncode != 0
+    assert "called ae title not recognized" in (proc.stdout + proc.stderr).lower()
+    assert not any((tmp_path / "spool" / "incoming").iterdir())
+    wait_until(lambda: "called AE 'OTHERPACS'" in (tmp_path / "listener.log").read_text(), 10, 0.1, "log line")
+    line = next(x for x in (tmp_path / "listener.log").read_text().splitlines() if "'OTHERPACS'" in x)
+    assert "from 127.0.0.1:" in line and "calling AE 'MODALITY'" in line and "called AE title is not ours" in line
 
 
 def test_a_non_image_sop_class_is_refused(listener, tmp_path):
@@ -94,41 +107,74 @@ def test_a_non_image_sop_class_is_refused(listener, tmp_path):
     assert not any((tmp_path / "spool" / "incoming").iterdir())
 
 
-def test_spooled_studies_survive_a_restart(fullres_dicoms, tmp_path):
-    submitted: list[list[Path]] = []
+class RecordingQueue:
+    """The spool's queue contract in memory: what was submitted, and a state per batch set by the test."""
 
-    def submit(files: list[Path]) -> str:
-        submitted.append(files)
-        return f"batch-{len(submitted)}"
+    def __init__(self, fail_first: int = 0) -> None:
+        self.submitted: dict[str, list[Path]] = {}
+        self.states: dict[str, BatchState] = {}
+        self.fail_first = fail_first
 
-    first = Spool(tmp_path / "spool", submit, stable_s=0.2)
-    for f in fullres_dicoms[:3]:
+    def submit(self, files: list[Path], batch_id: str) -> None:
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ConnectionError("broker down")
+        self.submitted[batch_id] = files
+        self.states[batch_id] = "pending"
+
+    def state(self, batch_id: str) -> BatchState:
+        return self.states.get(batch_id, "unknown")
+
+
+def store_files(spool: Spool, files: list[Path]) -> None:
+    for f in files:
         ds = pydicom.dcmread(f, stop_before_pixels=True)
-        first.store(ds.StudyInstanceUID, ds.SOPInstanceUID, f.read_bytes())
+        spool.store(ds.StudyInstanceUID, ds.SOPInstanceUID, f.read_bytes())
+
+
+def test_spooled_studies_survive_a_restart(fullres_dicoms, tmp_path):
+    queue = RecordingQueue()
+    store_files(Spool(tmp_path / "spool", queue, stable_s=0.2), fullres_dicoms[:3])
     # the process dies here: nothing was queued
-    second = Spool(tmp_path / "spool", submit, stable_s=0.2)
-    assert second.recover() >= 1 and submitted == []
+    second = Spool(tmp_path / "spool", queue, stable_s=0.2)
+    assert second.recover() >= 1 and queue.submitted == {}
     time.sleep(0.3)
     batches = second.flush_stable()
-    assert len(batches) >= 1 and sorted(p.name for files in submitted for p in files) == sorted(
+    assert len(batches) >= 1 and sorted(p.name for files in queue.submitted.values() for p in files) == sorted(
         f"{pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm" for f in fullres_dicoms[:3])
     with pytest.raises(ValueError):
         second.store("../../etc", "1.2.3", b"x")  # UIDs become file names only when valid
 
 
-def test_a_failed_submit_is_retried_on_the_next_flush(fullres_dicoms, tmp_path):
-    calls = {"n": 0}
-
-    def flaky(files: list[Path]) -> str:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise ConnectionError("broker down")
-        return "ok"
-
-    spool = Spool(tmp_path / "spool", flaky, stable_s=0.0)
-    ds = pydicom.dcmread(fullres_dicoms[0], stop_before_pixels=True)
-    spool.store(ds.StudyInstanceUID, ds.SOPInstanceUID, fullres_dicoms[0].read_bytes())
+def test_a_failed_submit_is_retried_under_the_same_batch_id(fullres_dicoms, tmp_path):
+    queue = RecordingQueue(fail_first=1)
+    spool = Spool(tmp_path / "spool", queue, stable_s=0.0)
+    store_files(spool, fullres_dicoms[:1])
     with pytest.raises(ConnectionError):
         spool.flush_stable()
-    assert spool.flush_stable() == ["ok"]
+    folder = next((tmp_path / "spool" / "queued").iterdir())
+    batch_id = (folder / BATCH_MARKER).read_text()  # the id is kept before the submit is tried
     assert spool.flush_stable() == []
+    assert spool.sweep().resubmitted == [batch_id] and list(queue.submitted) == [batch_id]
+    assert spool.sweep().resubmitted == []
+
+
+def test_a_batch_the_queue_lost_is_submitted_again_and_a_reported_one_removed_after_retention(
+        fullres_dicoms, tmp_path):
+    queue = RecordingQueue()
+    spool = Spool(tmp_path / "spool", queue, stable_s=0.0, retention_s=3600)
+    store_files(spool, fullres_dicoms[:2])  # two studies
+    first, second = spool.flush_stable()
+    # a restart with an empty queue (embedded Redis died with the listener): both are unknown now
+    restarted = RecordingQueue()
+    spool = Spool(tmp_path / "spool", restarted, stable_s=0.0, retention_s=3600)
+    assert sorted(spool.sweep().resubmitted) == sorted([first, second])  # same ids: same report folders
+    assert sorted(restarted.submitted) == sorted([first, second])
+    restarted.states[first] = "done"
+    t0 = time.time()
+    assert spool.sweep(t0).removed == 0  # reported: kept for the retention time
+    folders = {(f / BATCH_MARKER).read_text(): f for f in (tmp_path / "spool" / "queued").iterdir()}
+    assert (folders[first] / REPORTED_MARKER).is_file()
+    result = spool.sweep(t0 + 3600)
+    assert result.removed == 1 and result.pending == 1 and result.resubmitted == []
+    assert not folders[first].exists() and folders[second].is_dir()

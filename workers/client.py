@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,13 @@ def requeue_lost_jobs(store: BatchStore, stall_s: float, now: float | None = Non
 
 
 def wait_for_batch(store: BatchStore, batch_id: str, *, console: Console | None = None,
-                   timeout_s: float | None = None, poll_s: float = 0.2) -> BatchStatus:
+                   timeout_s: float | None = None, poll_s: float = 0.2,
+                   check: Callable[[], None] | None = None) -> BatchStatus:
     """Block until the batch's reports are written (and its SRs routed, if it has a route), with a live
-    progress bar; return the final status."""
+    progress bar; return the final status.
+
+    ``check`` runs at every poll and raises if the batch can no longer finish (e.g.
+    :meth:`workers.embedded.EmbeddedCluster.check`: its worker died)."""
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     status = store.status(batch_id)
@@ -132,6 +137,8 @@ def wait_for_batch(store: BatchStore, batch_id: str, *, console: Console | None 
                   transient=False) as progress:
         task = progress.add_task("scoring", total=status.total, batch=batch_id, info="")
         while True:
+            if check is not None:
+                check()  # before reading the store: a dead embedded Redis would stall the read in retries
             status = store.status(batch_id)
             assert status is not None
             progress.update(task, completed=status.completed,

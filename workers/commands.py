@@ -18,6 +18,9 @@ from workers.config import DEFAULT_QUEUE, QUEUES, WorkerSettings
 console = Console()
 err = Console(stderr=True)
 
+CLUSTER_FAILED = 3
+"""Exit code of ``score`` when its embedded Redis or worker died (a rerun completes the batch)."""
+
 BrokerOption = Annotated[str | None, typer.Option(
     help="Redis broker URL (default: $SKIN_BROKER_URL; score: an embedded Redis when neither is set).")]
 QueueOption = Annotated[str, typer.Option(help=f"Queue: {' or '.join(QUEUES)} (urgent is drained first).")]
@@ -110,29 +113,36 @@ def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: i
     """
     from skin_plugin.reports.summary import SUMMARY_NAME
     from workers.client import submit_batch, wait_for_batch
-    from workers.embedded import embedded_cluster
+    from workers.embedded import ClusterFailedError, EmbeddedCluster
     from workers.finalize import batch_results
 
     env = WorkerSettings.from_env()
     settings = replace(env, precision=precision or env.precision, device=device, chunk_size=chunk_size)
     broker = broker or os.environ.get("SKIN_BROKER_URL")
 
-    def run(s: WorkerSettings) -> tuple[list, object | None]:
+    def run(s: WorkerSettings, cluster: EmbeddedCluster | None = None) -> tuple[list, object | None]:
         store = _store(s)
         batch_id = submit_batch(store, files, out, queue=queue, chunk_size=chunk_size)
         err.print(f"batch {batch_id}: {len(files)} input(s) queued on {queue}")
         if not wait:
             print(batch_id)
             return [], None
-        wait_for_batch(store, batch_id, console=err)
+        try:
+            wait_for_batch(store, batch_id, console=err, check=cluster.check if cluster else None)
+        except ClusterFailedError as exc:
+            status = store.status(batch_id) if cluster and cluster.server.proc.poll() is None else None
+            done = f" at {status.completed}/{status.total}" if status else ""
+            err.print(f"[red]{exc}: batch {batch_id} stopped{done}. Reports written so far are in {out}; "
+                      "run the same command again to score the batch completely.[/red]")
+            raise typer.Exit(CLUSTER_FAILED) from exc
         return batch_results(store, batch_id), json.loads((out / SUMMARY_NAME).read_text())
 
     if broker:
         return run(settings.with_broker(broker))
     n = workers or os.cpu_count() or 1
     err.print(f"no broker configured: starting an embedded Redis and {n} worker process(es)")
-    with embedded_cluster(settings, n) as local:
-        return run(local)
+    with EmbeddedCluster(settings, n) as cluster:
+        return run(cluster.settings, cluster)
 
 
 

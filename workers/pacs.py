@@ -8,12 +8,16 @@ import signal
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from skin_plugin.net.limits import ListenerLimits
 from workers.config import WorkerSettings
+
+if TYPE_CHECKING:
+    from workers.embedded import EmbeddedCluster
 
 err = Console(stderr=True)
 log = logging.getLogger(__name__)
@@ -22,6 +26,7 @@ RouteOption = Annotated[str | None, typer.Option(
     help="Send the SRs back: dicom://AET@host:port or dicomweb+http(s)://host/dicom-web.")]
 BrokerOption = Annotated[str | None, typer.Option(
     help="Redis broker URL (default: $SKIN_BROKER_URL, else an embedded Redis and workers).")]
+LIMITS = ListenerLimits()
 
 
 def _checked_route(route: str | None, option: str = "--route") -> str | None:
@@ -35,17 +40,23 @@ def _checked_route(route: str | None, option: str = "--route") -> str | None:
         raise typer.Exit(2) from None
 
 
-def _cluster(stack: ExitStack, broker: str | None, workers: int | None) -> WorkerSettings:
-    """Settings of the queue to use: the given/configured broker, or an embedded one kept open by ``stack``."""
-    from workers.embedded import embedded_cluster
+def _queue(stack: ExitStack, broker: str | None, workers: int | None) -> tuple[WorkerSettings, EmbeddedCluster | None]:
+    """Settings of the queue to use: the given/configured broker, or an embedded one kept open by ``stack``
+    (returned too, to watch its processes)."""
+    from workers.embedded import EmbeddedCluster
 
     settings = WorkerSettings.from_env()
     broker = broker or os.environ.get("SKIN_BROKER_URL")
     if broker:
-        return settings.with_broker(broker)
+        return settings.with_broker(broker), None
     n = workers or os.cpu_count() or 1
     err.print(f"no broker configured: starting an embedded Redis and {n} worker process(es)")
-    return stack.enter_context(embedded_cluster(settings, n))
+    cluster = stack.enter_context(EmbeddedCluster(settings, n))
+    return cluster.settings, cluster
+
+
+def _cluster(stack: ExitStack, broker: str | None, workers: int | None) -> WorkerSettings:
+    return _queue(stack, broker, workers)[0]
 
 
 def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one folder per batch.")],
@@ -62,31 +73,56 @@ def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one fol
                    = 5.0,
                    queue: Annotated[str, typer.Option(help="Queue for received studies.")] = "urgent",
                    route: RouteOption = None, broker: BrokerOption = None,
-                   workers: Annotated[int | None, typer.Option(help="Embedded worker processes.")] = None) -> None:
+                   workers: Annotated[int | None, typer.Option(help="Embedded worker processes.")] = None,
+                   spool_retention_hours: Annotated[float | None, typer.Option(
+                       help="Keep a study's received files this long after its batch is reported and routed "
+                            "(default: $SKIN_SPOOL_RETENTION_HOURS, else 0: delete then).")] = None,
+                   max_associations: Annotated[int, typer.Option(help="Concurrent associations.")]
+                   = LIMITS.max_associations,
+                   max_connections: Annotated[int, typer.Option(
+                       help="Concurrent connections, associated or not.")] = LIMITS.max_connections,
+                   max_pdu: Annotated[int, typer.Option(help="Maximum PDU size in bytes.")] = LIMITS.max_pdu_bytes,
+                   max_instance_mb: Annotated[float, typer.Option(help="Largest instance one C-STORE may carry.")]
+                   = LIMITS.max_instance_bytes / 2**20,
+                   acse_timeout: Annotated[float, typer.Option(help="Seconds to send the association request.")]
+                   = LIMITS.acse_timeout_s,
+                   dimse_timeout: Annotated[float, typer.Option(help="Seconds to wait for a DIMSE message.")]
+                   = LIMITS.dimse_timeout_s,
+                   network_timeout: Annotated[float, typer.Option(help="Idle seconds before an abort.")]
+                   = LIMITS.network_timeout_s) -> None:
     """Receive photographs over DICOM (C-STORE SCP), spool them, and score each study once it is stable."""
+    from skin_plugin.net.limits import ListenerLimits
     from skin_plugin.net.listener import StoreListener
     from skin_plugin.net.spool import Spool
-    from workers.client import submit_batch
+    from workers.spool_queue import SpoolQueue
     from workers.store import BatchStore
 
     route = _checked_route(route)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     allowed = allow_ae or [a for a in os.environ.get("SKIN_ALLOWED_AES", "").split(",") if a.strip()]
     spool_dir = spool or (Path(os.environ["SKIN_SPOOL_DIR"]) if os.environ.get("SKIN_SPOOL_DIR") else out / ".spool")
+    retention_h = spool_retention_hours if spool_retention_hours is not None else float(
+        os.environ.get("SKIN_SPOOL_RETENTION_HOURS") or 0)
+    try:
+        limits = ListenerLimits(max_pdu, int(max_instance_mb * 2**20), max_associations, max_connections,
+                                acse_timeout, dimse_timeout, network_timeout)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     with ExitStack() as stack:
-        store = BatchStore.from_settings(_cluster(stack, broker, workers))
-
-        def submit(files: list[Path]) -> str:
-            batch_id = time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
-            return submit_batch(store, files, out / batch_id, queue=queue, route=route, batch_id=batch_id)
-
-        listener = StoreListener(Spool(spool_dir, submit, stable_seconds), ae_title, port, host,
-                                 [a.strip() for a in allowed]).start()
+        settings, cluster = _queue(stack, broker, workers)
+        batches = SpoolQueue(BatchStore.from_settings(settings), out, queue, route)
+        listener = StoreListener(Spool(spool_dir, batches, stable_seconds, retention_h * 3600), ae_title, port,
+                                 host, [a.strip() for a in allowed], limits).start()
         err.print(f"listening as {ae_title} on {host}:{port}; spool {spool_dir}; reports under {out}")
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:
             while not stop["now"]:
+                if cluster is not None and (failure := cluster.failure()):
+                    # exit for the service manager to restart us: the spool is resubmitted on start
+                    log.error("%s: stopping; received studies stay in the spool and are queued on restart", failure)
+                    raise typer.Exit(3)
                 time.sleep(0.2)
         except KeyboardInterrupt:
             pass

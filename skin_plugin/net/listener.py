@@ -1,13 +1,16 @@
 """``skin-plugin listen``: a C-STORE SCP for skin photographs that spools, then queues stable studies.
 
 Only the photographic storage classes (and Secondary Capture) are offered, so any other SOP class is
-refused at association negotiation; an allowlist of calling AE titles rejects unknown peers.
+refused at association negotiation. An association must be addressed to our AE title and, with an
+allowlist, come from a listed calling AE title; every refusal is logged with the calling AE title and
+the peer's address. :mod:`skin_plugin.net.association_guard` bounds what a peer can cost before that.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +18,8 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import Verification
 
 from skin_plugin.dicom.sop_classes import ACCEPTED_SOP_CLASSES
+from skin_plugin.net.association_guard import GuardedServer, peer
+from skin_plugin.net.limits import ListenerLimits
 from skin_plugin.net.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -25,22 +30,29 @@ PREFERRED_TRANSFER_SYNTAXES = [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in U
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+# A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4
+REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)
+REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)
 
 
 @dataclass
 class StoreListener:
-    """The SCP: ``start()`` returns at once (server thread); stable studies are flushed every second."""
+    """The SCP: ``start()`` returns at once (server thread); stable studies are flushed every second and
+    the spool reconciled with the queue every ``sweep_s`` seconds."""
 
     spool: Spool
     ae_title: str = "SKINAI"
     port: int = 11112
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     allowed_aes: list[str] = field(default_factory=list)
+    limits: ListenerLimits = field(default_factory=ListenerLimits)
+    sweep_s: float = 5.0
     received: int = 0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
-        self._server: Any = None
+        self._server: GuardedServer | None = None
         self._flusher: threading.Thread | None = None
 
     def make_ae(self) -> AE:
@@ -48,11 +60,39 @@ class StoreListener:
         for uid in ACCEPTED_SOP_CLASSES:
             ae.add_supported_context(uid, PREFERRED_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        if self.allowed_aes:
-            ae.require_calling_aet = list(self.allowed_aes)
-        else:
+        ae.maximum_pdu_size = self.limits.max_pdu_bytes
+        # pynetdicom counts every open connection here; ours (in handle_requested) counts associations
+        ae.maximum_associations = self.limits.max_connections
+        ae.acse_timeout = self.limits.acse_timeout_s
+        ae.dimse_timeout = self.limits.dimse_timeout_s
+        ae.network_timeout = self.limits.network_timeout_s
+        if not self.allowed_aes:
             log.warning("no calling AE allowlist configured: every AE title may store to %s", self.ae_title)
         return ae
+
+    def refusal(self, calling: str, called: str) -> tuple[str, tuple[int, int, int]] | None:
+        """Why an association request is refused by AE title (None: accepted)."""
+        if called.strip() != self.ae_title:
+            return "called AE title is not ours", REJECT_CALLED_AE
+        if self.allowed_aes and calling.strip() not in self.allowed_aes:
+            return "calling AE title not allowed", REJECT_CALLING_AE
+        return None
+
+    def handle_requested(self, event: Any) -> None:
+        """EVT_REQUESTED: the AE title checks and the association limit, before any negotiation."""
+        assoc = event.assoc
+        rq = assoc.requestor.primitive
+        calling, called = str(rq.calling_ae_title), str(rq.called_ae_title)
+        refused = self.refusal(calling, called)
+        if refused is None and self._server is not None and not self._server.admit(assoc):
+            refused = f"{self.limits.max_associations} associations already open", REJECT_LOCAL_LIMIT
+        if refused is None:
+            return
+        reason, rsd = refused
+        log.warning("refused an association from %s, calling AE %r, called AE %r: %s", peer(assoc), calling,
+                    called, reason)
+        assoc.acse.send_reject(*rsd)
+        assoc.kill()  # after the A-ASSOCIATE-RJ went out and the peer closed (or the ACSE timeout)
 
     def handle_store(self, event: Any) -> int:
         """Write the instance to the spool before answering; a failure is reported to the sender."""
@@ -76,19 +116,39 @@ class StoreListener:
         recovered = self.spool.recover()
         if recovered:
             log.info("picked up %d spooled study(ies) left by a previous run", recovered)
-        self._server = self.make_ae().start_server(
-            (self.host, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
+        ae = self.make_ae()
+        server = ae.make_server((self.host, self.port), server_class=GuardedServer, limits=self.limits,
+                                evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
+                                              (evt.EVT_REQUESTED, self.handle_requested)])
+        ae._servers.append(server)  # as AE.start_server does: AE.shutdown() and server.shutdown() find it
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True).start()
         self._flusher = threading.Thread(target=self._flush_loop, name="spool-flush", daemon=True)
         self._flusher.start()
         return self
 
+    @property
+    def bound_port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
     def _flush_loop(self) -> None:
-        while not self._stop.wait(1.0):
+        next_sweep = 0.0  # at once: reconcile what a previous run left
+        while not self._stop.is_set():
             try:
                 for batch in self.spool.flush_stable():
                     log.info("queued batch %s", batch)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_s
+                    swept = self.spool.sweep()
+                    if swept.resubmitted:
+                        log.info("queued again %d batch(es) the queue did not know: %s", len(swept.resubmitted),
+                                 ", ".join(swept.resubmitted))
+                    if swept.removed:
+                        log.info("removed %d reported study folder(s) from the spool", swept.removed)
             except Exception:  # noqa: BLE001 - e.g. broker down: keep the spool, try again next second
                 log.exception("could not queue a stable study; will retry")
+            self._stop.wait(1.0)
 
     def stop(self) -> None:
         self._stop.set()
