@@ -16,7 +16,7 @@ from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import dcmwrite, write_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
-from skin_plugin.dicom.sop_classes import SECONDARY_CAPTURE_IMAGE_STORAGE
+from skin_plugin.dicom.sop_classes import MULTIFRAME_TRUE_COLOR_SC_IMAGE_STORAGE, SECONDARY_CAPTURE_IMAGE_STORAGE
 
 CHUNK = 1 << 20
 
@@ -86,11 +86,14 @@ def black_png(path: Path, width: int = 10_000, height: int = 10_000) -> Path:
     return path
 
 
-def small_dicom(path: Path, **uids: str) -> Path:
-    """A 64x48 uncompressed RGB Secondary Capture; ``sop``/``study``/``series`` override its UIDs as given."""
-    ds = _header(48, 64, 8, **uids)
+def small_dicom(path: Path, frames: int = 1, shade: int = 0, **uids: str) -> Path:
+    """A 64x48 uncompressed RGB Secondary Capture (multi-frame Secondary Capture with ``frames``);
+    ``sop``/``study``/``series`` override its UIDs as given; ``shade`` changes its pixels."""
+    ds = _header(48, 64, 8, frames, **uids)
+    if frames > 1:
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MULTIFRAME_TRUE_COLOR_SC_IMAGE_STORAGE
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    image = Image.radial_gradient("L").resize((64, 48)).convert("RGB")
-    ds.PixelData = image.tobytes()
+    image = Image.radial_gradient("L").resize((64, 48)).point(lambda v: (v + shade) % 256).convert("RGB")
+    ds.PixelData = image.tobytes() * frames
     dcmwrite(path, ds, enforce_file_format=True)
     return path
