@@ -29,8 +29,8 @@ MAX_IMAGE_PIXELS = 100_000_000
 BUDGET_VARIABLE = "SKIN_MAX_DECODED_BYTES"
 DEFAULT_MAX_DECODED_BYTES = 128 * 1024 * 1024
 """Default byte budget of one decoded input (rows x columns x samples x bytes per sample x frames):
-8-bit RGB up to ~44.7 megapixels, 16-bit RGB up to ~22. Decoding an input at the budget peaks at
-about 3x the budget on top of the worker (~250 MB), within the shipped 1 GiB worker limit."""
+8-bit RGB up to ~44.7 megapixels, 16-bit RGB up to ~22. Decoding an input at the budget takes 3 to 4
+times the budget on top of a worker's ~300 MB: within the shipped 1 GiB worker limit."""
 
 
 class ImageDecodeError(ValueError):

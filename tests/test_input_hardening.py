@@ -22,7 +22,7 @@ from test_dicom_reader import SAMPLE, build
 from skin_plugin.dicom.reader import (
     EmptyFileError,
     ImageTooLargeError,
-    InvalidUIDError,
+    InvalidUidError,
     UnreadableImageError,
     read_input,
 )
@@ -81,7 +81,7 @@ def test_a_zero_byte_file_says_empty_file(tmp_path):
 def test_the_reader_refuses_an_invalid_uid_without_quoting_it(attribute, kind, tmp_path):
     path = small_dicom(tmp_path / "x.dcm", **{attribute: BAD_UIDS[kind]})
     name = {"sop": "SOP Instance UID", "study": "Study Instance UID", "series": "Series Instance UID"}[attribute]
-    with pytest.raises(InvalidUIDError, match=f"invalid {name}") as info:
+    with pytest.raises(InvalidUidError, match=f"invalid {name}") as info:
         read_input(path)
     assert BAD_UIDS[kind] not in str(info.value)
 
@@ -91,7 +91,7 @@ def test_a_missing_study_uid_is_refused(tmp_path):
     ds = pydicom.dcmread(path)
     del ds.StudyInstanceUID
     ds.save_as(path, enforce_file_format=True)
-    with pytest.raises(InvalidUIDError, match="invalid Study Instance UID: missing"):
+    with pytest.raises(InvalidUidError, match="invalid Study Instance UID: missing"):
         read_input(path)
 
 

@@ -5,9 +5,11 @@ submodules directly so that the serving path only pays for what it uses.
 """
 
 from skin_plugin.dicom.reader import (
+    EmptyFileError,
     ImageTooLargeError,
     InputError,
     InputImage,
+    InvalidUidError,
     NoPixelDataError,
     NotAPhotographError,
     NotDicomOrImageError,
@@ -22,9 +24,11 @@ from skin_plugin.dicom.records import AnatomicRegion, DicomSourceInfo, validated
 __all__ = [
     "AnatomicRegion",
     "DicomSourceInfo",
+    "EmptyFileError",
     "ImageTooLargeError",
     "InputError",
     "InputImage",
+    "InvalidUidError",
     "NoPixelDataError",
     "NotAPhotographError",
     "NotDicomOrImageError",

@@ -122,7 +122,7 @@ class ImageTooLargeError(InputError):
     """Pixel count, decoded size (rows x columns x samples x bytes x frames) or file size over its limit."""
 
 
-class InvalidUIDError(InputError):
+class InvalidUidError(InputError):
     """A SOP Instance, Study or Series Instance UID that is missing or not a valid DICOM UID."""
 
 
@@ -496,7 +496,7 @@ def _check_uids(info: DicomSourceInfo) -> None:
     """Reports and SRs are named after and refer to these UIDs: each must be a valid UID."""
     for name, attribute in _UID_ATTRIBUTES:
         if problem := uid_problem(getattr(info, attribute)):
-            raise InvalidUIDError(f"invalid {name}: {problem}")
+            raise InvalidUidError(f"invalid {name}: {problem}")
 
 
 def _check_decoded_size(ds: Dataset) -> None:
