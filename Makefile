@@ -35,12 +35,22 @@ test: $(STAMP) system-deps  ## Lint and run the whole test suite.
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-train: $(STAMP)  ## The shipped recipe twice: on train (validation picks the rule), then refit on train+val.
-	$(BIN)/skin-plugin train --out runs/lesioncnn-val --max-minutes 240
-	$(BIN)/skin-plugin train --out runs/lesioncnn --fit-on train+val --select-on last --max-minutes 240 --no-package
+# The shipped recipe (LesionCNN 2.0.0): the ImageNet-pretrained ProxylessNAS student fine-tuned on the
+# HAM10000 training split plus ISIC 2017 (PH2 is kept out: it is the external check). Resumable: run
+# `make train` again after an interruption and it continues from runs/student/resume.pt.
+STUDENT_RECIPE := --network proxyless-w0.3-r176 --pretrained --extra-sources ISIC2017 --aspect-jitter 0.35 \
+	--lr 1.5e-3 --warmup-epochs 1 --epochs 16
+EXTRA := ../shared/data/extra_derm
 
-release: $(STAMP)  ## Package the refit as the shipped release, with the train-only run's decision rule.
-	$(BIN)/skin-plugin package --run runs/lesioncnn --out skin_plugin/release --calibration-from runs/lesioncnn-val
+train: $(STAMP)  ## Train the shipped recipe (about two hours on 2 cores), resumable.
+	$(BIN)/skin-plugin train --out runs/student $(STUDENT_RECIPE) --max-minutes 240 --resume --no-package
+
+release: $(STAMP)  ## Package runs/student (calibration + triage point on validation), export the IR, score PH2.
+	$(BIN)/skin-plugin package --run runs/student --out skin_plugin/release
+	$(BIN)/skin-plugin export
+	$(BIN)/skin-plugin evaluate --metadata $(EXTRA)/metadata.csv --images $(EXTRA)/images --source PH2 \
+		--json skin_plugin/release/metrics_ph2.json
+	$(BIN)/skin-plugin package --out skin_plugin/release --card-only
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

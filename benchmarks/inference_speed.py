@@ -24,11 +24,15 @@ THROUGHPUT_BATCH = 32
 
 @dataclass(frozen=True)
 class RowSpec:
-    name: str  # lesioncnn | resnet50
+    name: str  # lesioncnn (the shipped release) | resnet50 | previous | transfer
     backend: str  # torch | openvino
     precision: str  # fp32 | int8
     mode: str  # latency | throughput
     seconds: float = 4.0
+    weights: str = ""
+    """previous/transfer: a release folder or run checkpoint of the network (torch rows, complexity)."""
+    ir_dir: str = ""
+    """previous: the IR folder of an earlier release (OpenVINO rows), e.g. 1.2.0's from git history."""
 
 
 def _images(n: int) -> np.ndarray:
@@ -40,14 +44,18 @@ def _images(n: int) -> np.ndarray:
     return base[np.arange(n) % len(base)]
 
 
-def _torch_model(name: str):
-    from skin_plugin.networks import load_network, resnet50_baseline
-    from skin_plugin.release import ModelRelease
+def _torch_model(spec: RowSpec):
+    from pathlib import Path
 
-    if name == "lesioncnn":
-        release = ModelRelease.load()
+    from skin_plugin.networks import load_network, resnet50_baseline
+    from skin_plugin.release import MANIFEST_NAME, ModelRelease
+
+    if spec.name == "resnet50":
+        return resnet50_baseline().eval()
+    if spec.name == "lesioncnn" or (Path(spec.weights) / MANIFEST_NAME).exists():
+        release = ModelRelease.load(spec.weights) if spec.weights else ModelRelease.load()
         return load_network(release.weights_path, release.activation, release.network)
-    return resnet50_baseline().eval()
+    return load_network(spec.weights)
 
 
 def _ov_runner(spec: RowSpec):
@@ -56,14 +64,15 @@ def _ov_runner(spec: RowSpec):
     from skin_plugin.openvino_classifier import OpenVINOClassifier
 
     hint = "LATENCY" if spec.mode == "latency" else "THROUGHPUT"
-    if spec.name == "lesioncnn":
-        clf = OpenVINOClassifier(IRManifest.load(), precision=spec.precision, hint=hint)
+    if spec.name == "lesioncnn" or spec.ir_dir:
+        ir = IRManifest.load(spec.ir_dir) if spec.ir_dir else IRManifest.load()
+        clf = OpenVINOClassifier(ir, precision=spec.precision, hint=hint)
         return lambda x: clf.logits(x, chunk=THROUGHPUT_BATCH)
     import openvino as ov
 
     from openvino_ir.export import add_preprocessing
 
-    model = _torch_model("resnet50")
+    model = _torch_model(spec)
     import torch
 
     ov_model = ov.convert_model(model, example_input=torch.zeros(1, 3, INPUT_HEIGHT, INPUT_WIDTH),
@@ -90,7 +99,7 @@ def _torch_runner(spec: RowSpec):
     from skin_plugin.transforms import normalize_batch
 
     torch.set_num_threads(2)
-    model = _torch_model(spec.name).to(memory_format=torch.channels_last)
+    model = _torch_model(spec).to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def run(x: np.ndarray) -> np.ndarray:
@@ -119,7 +128,7 @@ def _measure(spec: RowSpec) -> dict:
         times.append(time.perf_counter() - t0)
     per_batch_ms = np.array(times) * 1000 / (len(images) / batch)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    c = count_complexity(_torch_model(spec.name))
+    c = count_complexity(_torch_model(spec))
     return {**asdict(spec), "batch": batch, "params": c.params, "macs": c.macs,
             "images_per_s": len(images) * len(times) / sum(times),
             "p50_ms": float(np.percentile(per_batch_ms, 50)),
@@ -130,7 +139,10 @@ def _child(spec: RowSpec, queue) -> None:
     queue.put(_measure(spec))
 
 
-def default_rows(seconds: float = 4.0) -> list[RowSpec]:
+def default_rows(seconds: float = 4.0, previous: tuple[str, str] | None = None,
+                 transfer: str | None = None) -> list[RowSpec]:
+    """The shipped model and ResNet50; with ``previous`` (release folder, IR folder) an earlier release's
+    rows, with ``transfer`` (a run checkpoint) the transfer-learning comparison model's, in the same run."""
     rows = []
     for mode in ("latency", "throughput"):
         rows += [RowSpec("lesioncnn", "torch", "fp32", mode, seconds),
@@ -138,6 +150,11 @@ def default_rows(seconds: float = 4.0) -> list[RowSpec]:
                  RowSpec("lesioncnn", "openvino", "int8", mode, seconds),
                  RowSpec("resnet50", "torch", "fp32", mode, seconds),
                  RowSpec("resnet50", "openvino", "fp32", mode, seconds)]
+        if previous:
+            rows += [RowSpec("previous", "openvino", precision, mode, seconds, *previous)
+                     for precision in ("fp32", "int8")]
+        if transfer:
+            rows += [RowSpec("transfer", "openvino", "fp32", mode, seconds, transfer)]
     return rows
 
 
@@ -150,6 +167,12 @@ def ratios(rows: list[dict]) -> dict[str, float]:
 
     pairs = {"lesioncnn_ov_int8_vs_torch": (("lesioncnn", "openvino", "int8"), ("lesioncnn", "torch", "fp32")),
              "lesioncnn_vs_resnet50_ov_fp32": (("lesioncnn", "openvino", "fp32"), ("resnet50", "openvino", "fp32"))}
+    names = {r["name"] for r in rows}
+    if "previous" in names:
+        pairs |= {f"lesioncnn_vs_previous_ov_{p}": (("lesioncnn", "openvino", p), ("previous", "openvino", p))
+                  for p in ("fp32", "int8")}
+    if "transfer" in names:
+        pairs["lesioncnn_vs_transfer_ov_fp32"] = (("lesioncnn", "openvino", "fp32"), ("transfer", "openvino", "fp32"))
     out = {}
     for key, (fast, slow) in pairs.items():
         for mode in ("latency", "throughput"):
@@ -159,6 +182,8 @@ def ratios(rows: list[dict]) -> dict[str, float]:
 
 
 def run_benchmark(rows: list[RowSpec] | None = None, progress=None) -> dict:
+    import os
+
     ctx = mp.get_context("spawn")
     results = []
     for spec in rows or default_rows():
@@ -169,7 +194,8 @@ def run_benchmark(rows: list[RowSpec] | None = None, progress=None) -> dict:
         proc.join(timeout=60)
         if progress:
             progress(results[-1])
-    return {"rows": results, "ratios": ratios(results)}
+    return {"rows": results, "ratios": ratios(results),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native")}
 
 
 if __name__ == "__main__":

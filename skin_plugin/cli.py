@@ -289,8 +289,16 @@ def export(release: ModelOption = RELEASE_DIR,
 
 @app.command()
 def bench(json_out: Annotated[Path | None, typer.Option("--json", help="Write the results JSON.")] = None,
-          seconds: Annotated[float, typer.Option(help="Measuring time per row.")] = 4.0) -> None:
-    """Inference speed: LesionCNN vs ResNet50, PyTorch vs OpenVINO FP32/INT8 (needs the train extra)."""
+          seconds: Annotated[float, typer.Option(help="Measuring time per row.")] = 4.0,
+          previous_release: Annotated[Path | None, typer.Option(
+              help="An earlier release folder, measured beside the shipped one (with --previous-ir).")] = None,
+          previous_ir: Annotated[Path | None, typer.Option(help="That release's OpenVINO IR folder.")] = None,
+          transfer: Annotated[Path | None, typer.Option(
+              help="A run checkpoint of the transfer-learning comparison model (OpenVINO FP32 rows).")] = None,
+          ) -> None:
+    """Inference speed: LesionCNN vs ResNet50, PyTorch vs OpenVINO FP32/INT8 (needs the train extra).
+
+    Set ONEDNN_MAX_CPU_ISA=AVX2 to measure as on a CPU without AVX-512."""
     from benchmarks.inference_speed import default_rows, run_benchmark
 
     table = Table(title="Inference speed (this machine, one run)")
@@ -303,7 +311,11 @@ def bench(json_out: Annotated[Path | None, typer.Option("--json", help="Write th
         err.print(f"measured {row['name']} {row['backend']} {row['precision']} {row['mode']}: "
                   f"{row['images_per_s']:.0f} images/s")
 
-    result = run_benchmark(default_rows(seconds), progress=show)
+    if (previous_release is None) != (previous_ir is None):
+        err.print("[red]--previous-release and --previous-ir go together[/red]")
+        raise typer.Exit(2)
+    previous = (str(previous_release), str(previous_ir)) if previous_release and previous_ir else None
+    result = run_benchmark(default_rows(seconds, previous, str(transfer) if transfer else None), progress=show)
     for r in result["rows"]:
         table.add_row(*(f"{r[c]:,.1f}" if isinstance(r[c], float) else f"{r[c]:,}" if isinstance(r[c], int)
                         else str(r[c]) for c in cols))
