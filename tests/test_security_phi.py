@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 from orthanc_support import OrthancServer
-from queue_support import RedisServer, Worker, free_port, worker_settings
+from queue_support import RedisServer, Worker, free_port, listening_addresses, wait_until, worker_settings
 
 from skin_plugin.dicom.convert import PatientStudy, build_dataset
 from skin_plugin.net.credentials import CredentialError, HttpCredentials, redact_text, redact_url
@@ -206,3 +206,17 @@ def test_redis_keeps_no_patient_data_once_a_batch_is_reported(redis_url, phi_dic
     assert "DEBUG" in text and "succeeded in" in text
     for s in (*PHI, "SECRETNAME_JANE"):
         assert s not in text, f"{s} in the DEBUG worker log"
+
+
+def test_the_dicom_listener_binds_localhost_unless_told(redis_url, tmp_path):
+    """``skin-plugin listen`` without --host accepts connections from this host only."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "skin_plugin.cli", "listen", "--port", str(port), "--out",
+                             str(tmp_path / "reports"), "--broker", redis_url], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: listening_addresses(port) or proc.poll() is not None, 60, 0.2, "the listener")
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from browser_support import chromium_screenshot
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from queue_support import Worker, free_port, wait_until, worker_settings
+from queue_support import Worker, free_port, listening_addresses, wait_until, worker_settings
 
 from workers.client import submit_batch, wait_for_batch
 from workers.store import BatchStore
@@ -90,20 +89,6 @@ def running_exporter(redis_url: str, env: dict[str, str]) -> Iterator[str]:
 def exporter(redis_url, metrics_dir):
     with running_exporter(redis_url, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **EXPORTER_ENV}) as base:
         yield base
-
-
-def listening_addresses(port: int) -> set[str]:
-    """Local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, _, hex_port = local.partition(":")
-            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-                raw = bytes.fromhex(address)
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # per-word little endian
-                found.add(str(ipaddress.ip_address(words)))
-    return found
 
 
 def test_queue_length_and_oldest_job_age_are_exported(redis_url, exporter, fullres_dicoms, tmp_path):
