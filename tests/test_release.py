@@ -54,3 +54,23 @@ def test_shipped_test_metrics_reproduce(release, ham_dir, tmp_path):
     assert fresh["confusion_matrix"] == shipped["confusion_matrix"]
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "mel_auc", "ece"):
         assert np.isclose(fresh[key], shipped[key], atol=1e-6), key
+    assert fresh["malignant"]["review_flag"]["reasons"] == shipped["malignant"]["review_flag"]["reasons"]
+    for key in ("sensitivity", "specificity", "flag_rate", "mel_sensitivity"):
+        assert np.isclose(fresh["malignant"]["operating_point"][key], shipped["malignant"]["operating_point"][key],
+                          atol=1e-9), key
+
+
+def test_shipped_release_records_the_operating_point_it_was_validated_with(release):
+    """The review threshold was chosen on validation (a refit's: its train-only source's, whose figures at the
+    point are kept), and the deployed IR carries it."""
+    from skin_plugin.ir_manifest import IRManifest
+    from training.refit import RecipeValidation, is_refit
+
+    cal = release.calibration
+    assert cal.malignant_threshold is not None and cal.target_sensitivity == 0.95
+    assert IRManifest.load().calibration == cal
+    validation = (RecipeValidation.load(RELEASE_DIR / "recipe_validation.json").metrics_val
+                  if is_refit(release.manifest["training"])
+                  else json.loads((RELEASE_DIR / "metrics.json").read_text())["val"])
+    assert validation["malignant"]["threshold"] == cal.malignant_threshold
+    assert validation["malignant"]["operating_point"]["sensitivity"] >= cal.target_sensitivity

@@ -268,6 +268,7 @@ def test_real_model_outputs_validate(tmp_path):
     classifier = _real_classifier()
     results = score_files(batch_inputs(tmp_path / "in"), classifier)
     model = model_identity(classifier)
+    assert model.review.malignancy is not None  # the shipped model records its operating point
     paths = write_image_reports(results, model, tmp_path / "out")
     check = validator("image-report-1.1")
     for p in paths:

@@ -95,12 +95,13 @@ def plot_malignant_roc(y_true: np.ndarray, probs: np.ndarray, malignant: dict, p
         fpr, tpr, _ = roc_curve(truth, malignancy_scores(probs))
         ax.plot(fpr, tpr, color="#1f3a4d", label=f"malignancy score, AUC {malignant['auc']:.3f}")
     ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=0.8, ls="--")
-    marks = [("operating_point", "o", "#c62828", f"operating point: score ≥ {malignant['threshold']}"),
-             ("review_flag", "s", "#e65100", "review flag (any reason)")]
-    for key, marker, colour, label in marks:
+    marks = [("operating_point", dict(marker="o", color="#c62828", ms=7),
+              f"operating point: score ≥ {malignant['threshold']}"),
+             ("review_flag", dict(marker="s", color="#e65100", ms=13, mfc="none", mew=2), "review flag (any reason)")]
+    for key, style, label in marks:
         point = malignant.get(key)
         if point and point["sensitivity"] is not None and point["specificity"] is not None:
-            ax.plot(1 - point["specificity"], point["sensitivity"], marker, color=colour, ms=8,
+            ax.plot(1 - point["specificity"], point["sensitivity"], ls="none", **style,
                     label=f"{label}: sens {point['sensitivity']:.1%}, spec {point['specificity']:.1%}, "
                           f"{point['flag_rate']:.0%} flagged")
     ax.set_xlabel("1 − specificity (benign images flagged)")

@@ -249,8 +249,10 @@ def _operating_point_lines(cal: dict) -> list[str]:
               f"{t.low_confidence:g} also flag an image.")
     if cal.get("malignant_threshold") is None:
         return ["- Review flag: no operating point recorded (a release packaged before it existed); " + others]
-    return [f"- Review flag (triage operating point): malignancy score {score} ≥ t = {cal['malignant_threshold']:.4f},",
-            f"  the largest threshold that flags {_pct(cal['target_sensitivity'])} of the malignant validation images;",
+    return [f"- Review flag (triage operating point): malignancy score {score} ≥ t = "
+            f"{cal['malignant_threshold']:.4f},",
+            f"  the largest threshold that flags at least {_pct(cal['target_sensitivity'])} of the malignant "
+            "validation images;",
             f"  {others}"]
 
 
@@ -263,7 +265,7 @@ def _review_lines(rows: dict[str, dict]) -> list[str]:
              "threshold; \"review",
              "flag\": any reason (also a malignant call, melanoma probability, low confidence), what report.html",
              "lists under \"Flagged for review\". 95% intervals by bootstrap over lesions.", "",
-             "| split | images | malignant | AUC | sensitivity at the point | specificity | flagged | "
+             "| split | images | malignant | AUC | at the point: sensitivity | specificity | flagged | "
              "melanoma sensitivity | review flag: sensitivity | flagged |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, m in rows.items():
