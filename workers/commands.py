@@ -111,6 +111,8 @@ def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: i
 
     Returns (results, summary) when waiting, else ([], None) after printing the batch id.
     """
+    import redis
+
     from skin_plugin.reports.summary import SUMMARY_NAME
     from workers.client import submit_batch, wait_for_batch
     from workers.embedded import ClusterFailedError, EmbeddedCluster
@@ -129,11 +131,15 @@ def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: i
             return [], None
         try:
             wait_for_batch(store, batch_id, console=err, check=cluster.check if cluster else None)
-        except ClusterFailedError as exc:
+        except (ClusterFailedError, redis.ConnectionError) as exc:
+            failure = cluster.failure() if cluster else None
+            if failure is None:
+                raise
             status = store.status(batch_id) if cluster and cluster.server.proc.poll() is None else None
             done = f" at {status.completed}/{status.total}" if status else ""
-            err.print(f"[red]{exc}: batch {batch_id} stopped{done}. Reports written so far are in {out}; "
-                      "run the same command again to score the batch completely.[/red]")
+            err.print(f"{failure}: batch {batch_id} stopped{done}. Reports written so far are in {out}; "
+                      "run the same command again to score the batch completely.", style="red", markup=False,
+                      soft_wrap=True)
             raise typer.Exit(CLUSTER_FAILED) from exc
         return batch_results(store, batch_id), json.loads((out / SUMMARY_NAME).read_text())
 

@@ -55,10 +55,6 @@ def _queue(stack: ExitStack, broker: str | None, workers: int | None) -> tuple[W
     return cluster.settings, cluster
 
 
-def _cluster(stack: ExitStack, broker: str | None, workers: int | None) -> WorkerSettings:
-    return _queue(stack, broker, workers)[0]
-
-
 def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one folder per batch.")],
                    ae_title: Annotated[str, typer.Option(help="Our AE title.")] = "SKINAI",
                    port: Annotated[int, typer.Option(help="DICOM port.")] = 11112,
@@ -145,12 +141,13 @@ def pull_command(dicomweb: Annotated[str, typer.Option(help="DICOMweb root URL, 
     """
     from skin_plugin.net.dicomweb_pull import PullError, pull_new_instances
     from workers.client import submit_batch, wait_for_batch
+    from workers.embedded import ClusterFailedError
     from workers.store import BatchStore
 
     route = _checked_route(route)  # before pulling anything
     with ExitStack() as stack:
         embedded = not (broker or os.environ.get("SKIN_BROKER_URL"))
-        settings = _cluster(stack, broker, workers)
+        settings, cluster = _queue(stack, broker, workers)
         store = BatchStore.from_settings(settings)
         try:
             files = pull_new_instances(dicomweb, spool or out / ".pulled", store, since=since, modality=modality)
@@ -164,7 +161,12 @@ def pull_command(dicomweb: Annotated[str, typer.Option(help="DICOMweb root URL, 
         err.print(f"batch {batch}: {len(files)} instance(s) queued on {queue}")
         print(batch)
         if wait or embedded:
-            status = wait_for_batch(store, batch, console=err)
+            try:
+                status = wait_for_batch(store, batch, console=err, check=cluster.check if cluster else None)
+            except ClusterFailedError as exc:  # the embedded worker or Redis died: the next pull fetches again
+                err.print(f"{exc}: batch {batch} not finished; run the pull again", style="red", markup=False,
+                          soft_wrap=True)
+                raise typer.Exit(3) from exc
             err.print(f"{status.done} scored, {status.failed} failed"
                       + (f"; {status.routed} SR(s) sent, {status.route_failed} dead-lettered" if status.route else ""))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from typing import Any
 
 from pynetdicom.dul import DULServiceProvider
@@ -32,6 +33,31 @@ PDU_LENGTH_SLACK = 1024
 """Tolerated excess over our maximum PDU size (implementations differ on what the length counts)."""
 PDU_TYPES = range(0x01, 0x08)
 P_DATA_TF = 0x04
+
+
+class ThrottledWarning:
+    """At most ``burst`` lines per ``period_s``; the lines held back are counted in the next one (a flood of
+    garbage connections must not fill the disk with log lines)."""
+
+    def __init__(self, burst: int = 20, period_s: float = 10.0) -> None:
+        self.burst, self.period_s = burst, period_s
+        self._window, self._count, self._held = 0.0, 0, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: str, *args: object) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._window >= self.period_s:
+                self._window, self._count = now, 0
+            self._count += 1
+            if self._count > self.burst:
+                self._held += 1
+                return
+            held, self._held = self._held, 0
+        log.warning(msg + (f" ({held} more like it not logged)" if held else ""), *args)
+
+
+warn_dropped = ThrottledWarning()
 
 
 def peer(assoc: Any) -> str:
@@ -109,7 +135,7 @@ class GuardedDUL(DULServiceProvider):
 
     def _drop(self, reason: str) -> None:
         """Close this connection now; an association thread still waiting for a request stops too."""
-        log.warning("dropped the connection from %s: %s", peer(self.assoc), reason)
+        warn_dropped("dropped the connection from %s: %s", peer(self.assoc), reason)
         waiting = self.state_machine.current_state == "Sta2"
         assert self.socket is not None
         self.socket.close()  # Evt17: the state machine goes to Sta1 and the association ends
@@ -141,8 +167,8 @@ class GuardedServer(ThreadedAssociationServer):
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         if len(self.active_associations) >= self.limits.max_connections:
-            log.warning("refused a connection from %s:%s: %d connections open (limit)", *client_address[:2],
-                        self.limits.max_connections)
+            warn_dropped("refused a connection from %s:%s: %d connections open (limit)", *client_address[:2],
+                         self.limits.max_connections)
             return False
         return True
 
