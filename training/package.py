@@ -43,6 +43,10 @@ from training.model_card import write_model_card
 from training.refit import RECIPE_VALIDATION_NAME, RecipeValidation, is_refit
 
 RUN_FILES = ("split.csv", "history.json", "training_curves.png")
+EXTERNAL_SOURCES = ("PH2",)
+"""Image sets never trained on whose ``metrics_<name>.json`` in a release the model card shows."""
+COMPARISON_NAME = "comparison.json"
+"""The release's lever / transfer-learning comparison (``training.comparison``), shown by the card."""
 
 
 def _complexities(config: dict) -> dict:
@@ -120,8 +124,11 @@ def package_release(run_dir: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_
         "license": "CC BY-NC-SA 4.0 (derived from HAM10000, Tschandl et al. 2018)",
         "intended_use": "Research and engineering evaluation only. Not for clinical use.",
     }
+    # Figures of another model: the studies and checks are made again for this one.
     for stale in (RECIPE_VALIDATION_NAME, "metrics_val.json", "metrics_val.confusion.png",
-                  "metrics_val.malignant_roc.png"):
+                  "metrics_val.malignant_roc.png", LEAKAGE_NAME, "split_leakage.png", COMPARISON_NAME,
+                  *(f"metrics_{s.lower()}{ext}" for s in EXTERNAL_SOURCES
+                    for ext in (".json", ".confusion.png", ".malignant_roc.png"))):
         (out_dir / stale).unlink(missing_ok=True)
     if recipe is not None:
         manifest["calibration"] = recipe.calibration
@@ -236,7 +243,11 @@ def rewrite_model_card(release_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> 
     recipe = RecipeValidation.load(recipe_file) if is_refit(manifest["training"]) else None
     leakage_file = release_dir / LEAKAGE_NAME
     leakage = json.loads(leakage_file.read_text()) if leakage_file.exists() else None
+    external = {name: json.loads((release_dir / f"metrics_{name.lower()}.json").read_text())
+                for name in EXTERNAL_SOURCES if (release_dir / f"metrics_{name.lower()}.json").exists()}
+    comparison_file = release_dir / COMPARISON_NAME
+    comparison = json.loads(comparison_file.read_text()) if comparison_file.exists() else None
     path = release_dir / "MODEL_CARD.md"
     write_model_card(path, manifest, metrics, records, read_split(release_dir / "split.csv"), history, recipe,
-                     leakage)
+                     leakage, external, comparison)
     return path
