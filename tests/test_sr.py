@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from io import BytesIO
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -28,7 +31,7 @@ from skin_plugin.dicom.sop_classes import (
 )
 from skin_plugin.results import ModelIdentity, ScoreResult
 from skin_plugin.review import MALIGNANT_CODES, ReviewThresholds, review_reasons
-from skin_plugin.sr import SRSourceError, SRTemplate, build_reference_sr, codes
+from skin_plugin.sr import SRSourceError, SRTemplate, build_reference_sr, codes, numbering
 
 MODEL = ModelIdentity(MODEL_NAME, MODEL_VERSION, backend="openvino", precision="int8", sha256="0123abcd" * 8,
                       review=ReviewThresholds(malignancy=0.0897, target_sensitivity=0.95))
@@ -87,6 +90,8 @@ def sources(samples_dir, tmp_path_factory) -> dict[str, DicomSourceInfo]:
                                      study_date="2024-01-01", study_time="256000", patient_sex="X",
                                      patient_birth_date="20230229"),
         "long-site-code": replace(coded, anatomic_region=AnatomicRegion("Skin", "1" * 20, "SCT")),
+        "second-series": replace(coded, series_number=2, instance_number=37),
+        "unnumbered": replace(rich, series_number=None, instance_number=None),
     }
 
 
@@ -107,7 +112,14 @@ CASES = [  # (source key, frame, content datetime)
     ("multi-frame", 2, WHEN),
     ("secondary-capture", 0, WHEN.replace(tzinfo=timezone(timedelta(hours=1)))),
     ("long-site-code", 0, WHEN),
+    ("second-series", 0, WHEN),
+    ("unnumbered", 0, WHEN),
 ]
+EXPECTED_INSTANCE_NUMBERS = {  # skin_plugin.sr.numbering's rules, written out
+    "coded-region": 1, "unicode-full-identity": 1, "no-region": 1, "body-part-only": 1,
+    "multi-frame": 1_000_000_000 + 1 * 10_000 + 3,  # frame 3 of image 1 of series 1
+    "secondary-capture": 1, "long-site-code": 1, "second-series": 100_037,
+}
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +129,13 @@ def template() -> SRTemplate:
 
 @pytest.fixture(scope="module")
 def reports(sources, template) -> dict[str, tuple[ScoreResult, dict, hd.sr.ComprehensiveSR, bytes]]:
-    """Per case: result, arguments, reference SR, fast bytes (one template renders every case)."""
+    """Per case: result, arguments, reference SR, fast bytes (one template renders every case; series and
+    instance numbers are the defaults)."""
     out = {}
     for index, (key, frame, when) in enumerate(CASES):
         result = _result(sources[key], index, frame)
         kwargs = dict(series_instance_uid=SR_SERIES, sop_instance_uid=f"{SR_SERIES}.{index + 1}",
-                      instance_number=index + 1, content_datetime=when)
+                      content_datetime=when)
         reference = build_reference_sr(result, MODEL, **kwargs)
         out[key] = (result, kwargs, reference, template.render(result, **kwargs))
     return out
@@ -203,7 +216,8 @@ def test_fast_path_costs_under_2_ms_per_image(reports, template, tmp_path):
 # --- (b) validators ---------------------------------------------------------------------------
 
 
-VALIDATED = ["coded-region", "unicode-full-identity", "no-region", "multi-frame", "secondary-capture"]
+VALIDATED = ["coded-region", "unicode-full-identity", "no-region", "multi-frame", "secondary-capture",
+             "unnumbered"]
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
@@ -342,6 +356,96 @@ def test_an_unscored_result_or_bad_uid_is_refused(sources, template):
     with pytest.raises(ValueError, match="not a valid DICOM UID"):
         template.render(_result(sources["coded-region"], 0), series_instance_uid="../x",
                         sop_instance_uid=f"{SR_SERIES}.9")
+
+
+# --- (e) series and instance numbers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [c[0] for c in CASES])
+def test_the_sr_series_has_its_own_number_and_instances_are_numbered_from_their_image(reports, key):
+    """Before: every SR was SeriesNumber 1 (the photo series' number) and InstanceNumber 1 (the frame)."""
+    ds = pydicom.dcmread(BytesIO(reports[key][3]))
+    assert int(ds.SeriesNumber) == numbering.SR_SERIES_NUMBER != reports[key][0].source.series_number
+    if key == "unnumbered":
+        assert 2_000_000_000 <= int(ds.InstanceNumber) <= numbering.MAX_IS
+    else:
+        assert int(ds.InstanceNumber) == EXPECTED_INSTANCE_NUMBERS[key]
+
+
+def test_the_default_sr_series_number_is_9000_and_the_setting_changes_it():
+    assert numbering.DEFAULT_SR_SERIES_NUMBER == 9000
+    assert numbering.sr_series_number({}) == 9000
+    assert numbering.sr_series_number({"SKIN_SR_SERIES_NUMBER": " 77 "}) == 77
+    assert numbering.sr_series_number({"SKIN_SR_SERIES_NUMBER": str(numbering.MAX_IS)}) == numbering.MAX_IS
+    for bad in ("0", "-3", "9.5", "abc", str(numbering.MAX_IS + 1)):
+        with pytest.raises(ValueError, match="SKIN_SR_SERIES_NUMBER must be an integer from 1 to 2147483647"):
+            numbering.sr_series_number({"SKIN_SR_SERIES_NUMBER": bad})
+
+
+def test_instance_numbers_are_distinct_within_a_study_and_stable(sources):
+    """Two photo series of 500 images, a multi-frame series (5 images x 20 frames), images at the limits of
+    the readable ranges and 200 images without numbers: 1,302 different SR Instance Numbers, the same each
+    time they are computed, all valid IS values."""
+    base = sources["coded-region"]
+    keys = [(replace(base, series_number=s, instance_number=i), 0) for s in (1, 2) for i in range(1, 501)]
+    keys += [(replace(base, series_number=3, instance_number=i, number_of_frames=20), f)
+             for i in range(1, 6) for f in range(20)]
+    keys += [(replace(base, series_number=10_000, instance_number=99_999), 0),
+             (replace(base, series_number=100, instance_number=999, number_of_frames=9_999), 9_998)]
+    keys += [(replace(base, sop_instance_uid=f"{SR_SERIES}.9.{i}", series_number=None, instance_number=None), 0)
+             for i in range(200)]
+    numbers = [numbering.sr_instance_number(source, frame) for source, frame in keys]
+    assert len(set(numbers)) == len(keys) == 1_302
+    assert all(1 <= n <= numbering.MAX_IS for n in numbers)
+    assert numbers == [numbering.sr_instance_number(source, frame) for source, frame in keys]
+    assert numbers[:3] == [1, 2, 3] and numbers[500:502] == [100_001, 100_002]
+    assert numbers[1000:1002] == [1_020_010_001, 1_020_010_002]  # image 1 of series 3, frames 1 and 2
+    assert numbers[1100:1102] == [999_999_999, 1_999_999_999]
+
+
+def test_explicit_numbers_are_kept_and_invalid_ones_refused(sources, template):
+    result = _result(sources["coded-region"], 0)
+    uids = dict(series_instance_uid=SR_SERIES, sop_instance_uid=f"{SR_SERIES}.5", content_datetime=WHEN)
+    fast = template.render(result, series_number=5, instance_number=7, **uids)
+    assert fast == _write(build_reference_sr(result, MODEL, series_number=5, instance_number=7, **uids))
+    ds = pydicom.dcmread(BytesIO(fast))
+    assert (int(ds.SeriesNumber), int(ds.InstanceNumber)) == (5, 7)
+    for numbers in ({"series_number": 0}, {"instance_number": 0}, {"instance_number": numbering.MAX_IS + 1}):
+        with pytest.raises(ValueError, match="numbers must be from 1 to"):
+            template.render(result, **numbers, **uids)
+        with pytest.raises(ValueError, match="numbers must be from 1 to"):
+            build_reference_sr(result, MODEL, **numbers, **uids)
+
+
+def test_score_numbers_the_srs_of_a_study_and_a_rerun_keeps_the_numbers(samples_dir, tmp_path):
+    """The CLI end to end: 6 photos as 2 test studies of 3 images, scored twice with SKIN_SR_SERIES_NUMBER=77:
+    per study one SR series numbered 77 holding SRs 1, 2, 3 (the images' numbers), the same on the re-run;
+    dciodvfy finds no error in them."""
+    cli = str(Path(sys.executable).parent / "skin-plugin")
+    dicoms = tmp_path / "dicom"
+    jpegs = sorted(samples_dir.glob("*.jpg"))[:6]
+    proc = subprocess.run([cli, "to-dicom", *map(str, jpegs), "--out", str(dicoms), "--images-per-study", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env = {**os.environ, "SKIN_SR_SERIES_NUMBER": "77"}
+    seen = []
+    for run in ("first", "rerun"):
+        out = tmp_path / run
+        proc = subprocess.run([cli, "score", str(dicoms), "--in-process", "--out", str(out)],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        srs = [pydicom.dcmread(p) for p in sorted((out / "sr").glob("*.dcm"))]
+        numbers: dict[str, list[tuple[int, int]]] = {}
+        for sr in srs:
+            numbers.setdefault(sr.StudyInstanceUID, []).append((int(sr.SeriesNumber), int(sr.InstanceNumber)))
+        assert sorted(sorted(v) for v in numbers.values()) == [[(77, 1), (77, 2), (77, 3)]] * 2
+        assert len({sr.SeriesInstanceUID for sr in srs}) == 2
+        seen.append({sr.SOPInstanceUID: int(sr.InstanceNumber) for sr in srs})
+    assert seen[0] == seen[1]
+    if shutil.which("dciodvfy"):
+        proc = subprocess.run(["dciodvfy", "-new", str(next((tmp_path / "rerun" / "sr").glob("*.dcm")))],
+                              capture_output=True, text=True, timeout=60)
+        assert not [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
 
 
 # --- codes ------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ class BatchWriter:
             if result.source is not None:
                 series, instance = sr_uids(result, self.model)
                 data = self.sr_template.render(result, series_instance_uid=series, sop_instance_uid=instance,
-                                               instance_number=result.frame + 1, content_datetime=when)
+                                               content_datetime=when)
                 path = self.out_dir / "sr" / f"{validated_uid(instance)}.dcm"
                 tmp = path.with_suffix(".tmp")
                 paths.append(tmp)

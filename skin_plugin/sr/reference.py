@@ -26,7 +26,7 @@ from skin_plugin.constants import CLASS_CODES
 from skin_plugin.dicom.records import DicomSourceInfo, validated_uid
 from skin_plugin.results import ModelIdentity, ScoreResult
 from skin_plugin.review import malignancy_score, review_reasons
-from skin_plugin.sr import codes
+from skin_plugin.sr import codes, numbering
 
 MANUFACTURER = "skin-lesion-plugin"
 SPECIFIC_CHARACTER_SET = "ISO_IR 192"
@@ -220,14 +220,18 @@ def build_measurement_report(result: ScoreResult, model: ModelIdentity, *, sop_i
 
 
 def build_reference_sr(result: ScoreResult, model: ModelIdentity, *, series_instance_uid: str,
-                       sop_instance_uid: str, series_number: int = 1, instance_number: int = 1,
+                       sop_instance_uid: str, series_number: int | None = None,
+                       instance_number: int | None = None,
                        content_datetime: datetime | None = None) -> hd.sr.ComprehensiveSR:
     """The Comprehensive SR reporting ``result`` (which must have a DICOM source), in a new series.
 
-    ``content_datetime`` (default: now) is written as Content Date/Time, Instance Creation Date/Time
-    and the contribution time of the creating software, so a report is reproducible from its inputs.
+    ``series_number`` and ``instance_number`` default to :mod:`skin_plugin.sr.numbering`'s (the SR
+    series' setting, a number derived from the source image). ``content_datetime`` (default: now) is
+    written as Content Date/Time, Instance Creation Date/Time and the contribution time of the creating
+    software, so a report is reproducible from its inputs.
     """
     info = checked_source(result)
+    series_number, instance_number = numbering.numbers(result, series_number, instance_number)
     source = source_dataset(info)
     when = content_datetime or datetime.now()
     sr = hd.sr.ComprehensiveSR(

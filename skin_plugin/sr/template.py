@@ -31,7 +31,7 @@ from skin_plugin.constants import CLASS_CODES
 from skin_plugin.dicom.records import AnatomicRegion, DicomSourceInfo, validated_uid
 from skin_plugin.results import ModelIdentity, ScoreResult
 from skin_plugin.review import malignancy_score
-from skin_plugin.sr import codes
+from skin_plugin.sr import codes, numbering
 from skin_plugin.sr.reference import (
     build_reference_sr,
     checked_source,
@@ -258,13 +258,14 @@ class SRTemplate:
         self._lock = threading.Lock()
 
     def render(self, result: ScoreResult, *, series_instance_uid: str, sop_instance_uid: str,
-               series_number: int = 1, instance_number: int = 1,
+               series_number: int | None = None, instance_number: int | None = None,
                content_datetime: datetime | None = None) -> bytes:
         """The SR of ``result`` as a DICOM Part 10 file (bytes), equal to the reference implementation's.
 
         Same arguments and errors as :func:`~skin_plugin.sr.reference.build_reference_sr`.
         """
         source = checked_source(result)
+        series_number, instance_number = numbering.numbers(result, series_number, instance_number)
         when = content_datetime or datetime.now()
         site = finding_site_code(source)
         if site is not None and (len(site.value) > _SITE_VALUE_MAX or ":" in site.value):
@@ -274,8 +275,6 @@ class SRTemplate:
             buffer = BytesIO()
             sr.save_as(buffer, enforce_file_format=True)
             return buffer.getvalue()
-        if series_number < 1 or instance_number < 1:
-            raise ValueError("series and instance numbers must be positive")
         values = _field_values(result, source, self.model, series_instance_uid=series_instance_uid,
                                sop_instance_uid=sop_instance_uid, series_number=series_number,
                                instance_number=instance_number, when=when)
