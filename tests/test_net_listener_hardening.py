@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -241,11 +242,14 @@ def test_kill_9_of_the_embedded_listener_loses_nothing_and_orphans_nothing(tmp_p
     wait_until(lambda: queued_markers(tmp_path) >= 1, 60, 0.05, "a study queued")
     children = first.children()
     assert len(children) >= 3  # redis-server, celery master, its pool child
+    workdir = next(d for d in Path(tempfile.gettempdir()).glob("skin-embedded-*")
+                   if (d / "owner.pid").read_text() == str(first.proc.pid))
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait()
     wait_until(lambda: not any(alive(p) for p in children), 30, 0.1, "the embedded processes to die with it")
     second = Listener(tmp_path, None, tag="2")
     try:
+        assert not workdir.exists()  # the dead cluster's folder is cleared by the next one
         wait_until(lambda: set(reported_sops(tmp_path / "reports")) >= sops, 180, 0.5, "every image reported")
         assert all(n == 1 for n in reported_sops(tmp_path / "reports").values())  # exactly once
         wait_until(lambda: not list((tmp_path / "spool").rglob("*.dcm")), 30, 0.2, "spool emptied")

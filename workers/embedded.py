@@ -149,13 +149,43 @@ def wait_for_workers(store: BatchStore, n: int, timeout_s: float = 60.0,
         time.sleep(0.1)
 
 
+WORKDIR_PREFIX = "skin-embedded-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_stale_workdirs() -> int:
+    """Delete the private folders (socket, logs; no patient data) of clusters whose process was killed."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or being created
+        if owner != os.getpid() and not _alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class EmbeddedCluster:
     """A private Redis with ``workers`` processes consuming from it, for the time of a ``with`` block."""
 
     def __init__(self, settings: WorkerSettings, workers: int) -> None:
         self.base = settings
         self.workers = workers
-        self.workdir = Path(tempfile.mkdtemp(prefix="skin-embedded-"))
+        remove_stale_workdirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        (self.workdir / OWNER_FILE).write_text(str(os.getpid()))
         self.server = EmbeddedRedis(self.workdir)
         self.worker: subprocess.Popen | None = None
         self.settings = settings
