@@ -177,6 +177,46 @@ def package_cmd(run: Annotated[Path | None, typer.Option(help="Training run dire
     console.print(f"release written to {out}")
 
 
+@app.command("comparison")
+def comparison_cmd(model: Annotated[list[str], typer.Option(
+                       help="LABEL=PATH[:val,test]: a training run or a release, and the splits to show "
+                            "(default val). Repeat for each model.")],
+                   out: Annotated[Path, typer.Option(help="JSON to write; in a release folder its model card is "
+                                                     "written again with the table.")
+                                  ] = RELEASE_DIR / "comparison.json",
+                   data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
+                   bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples per model.")] = 200,
+                   ) -> None:
+    """Models side by side (levers on validation; the paper's transfer-learning comparison on test)."""
+    import shlex
+    import sys
+
+    from training.comparison import Candidate, compare
+    from training.data import DEFAULT_DATA_DIR
+    from training.package import rewrite_model_card
+
+    try:
+        candidates = [Candidate.parse(spec) for spec in model]
+        result = compare(candidates, out, data or DEFAULT_DATA_DIR, bootstrap,
+                         command="skin-plugin " + shlex.join(sys.argv[1:]))
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    table = Table(title="Models calibrated on validation, then scored")
+    for column in ("model", "params", "MACs", "split", "accuracy", "balanced acc", "mel AUC", "malignant sens",
+                   "flagged"):
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        for split, m in row["metrics"].items():
+            point = m["malignant"]["operating_point"]
+            table.add_row(row["label"], f"{row['params']:,}", f"{row['macs'] / 1e6:.1f}M", split,
+                          f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}", f"{m['mel_auc']:.3f}",
+                          f"{point['sensitivity']:.3f}", f"{point['flag_rate']:.3f}")
+    console.print(table)
+    if (out.parent / "model.json").exists():
+        rewrite_model_card(out.parent, data or DEFAULT_DATA_DIR)
+
+
 @app.command("leakage")
 def leakage_cmd(lesion_run: Annotated[Path, typer.Option(
                     help="A train-only run or release of the recipe on the lesion-level split.")],

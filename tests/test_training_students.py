@@ -96,3 +96,19 @@ def test_extra_images_and_cached_teacher_views(small_ham, tmp_path):
     model = load_network(ckpt)
     assert model(torch.zeros(1, 3, 120, 160)).shape == (1, 7)
     assert list((tmp_path / "cache").glob("teacher-views-*.pt"))
+
+
+def test_comparison_scores_runs_and_releases_alike(small_ham, tmp_path):
+    from training.comparison import Candidate, compare
+
+    with pytest.raises(ValueError, match="LABEL=PATH"):
+        Candidate.parse("no-label")
+    with pytest.raises(ValueError, match="splits"):
+        Candidate.parse("x=runs/a:train")
+    run = tmp_path / "run"
+    train(_config(small_ham, run, max_epochs=1))
+    result = compare([Candidate.parse(f"student={run}:val,test")], tmp_path / "comparison.json", small_ham,
+                     bootstrap=5)
+    row = result["rows"][0]
+    assert row["pretrained"] and row["network"] == STUDENT and set(row["metrics"]) == {"val", "test"}
+    assert "operating_point" in row["metrics"]["val"]["malignant"]
