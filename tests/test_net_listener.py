@@ -175,6 +175,8 @@ def test_a_batch_the_queue_lost_is_submitted_again_and_a_reported_one_removed_af
     assert spool.sweep(t0).removed == 0  # reported: kept for the retention time
     folders = {(f / BATCH_MARKER).read_text(): f for f in (tmp_path / "spool" / "queued").iterdir()}
     assert (folders[first] / REPORTED_MARKER).is_file()
+    del restarted.states[first]  # its record expired from Redis before the retention: not submitted again
+    assert spool.sweep(t0 + 1800).resubmitted == []
     result = spool.sweep(t0 + 3600)
     assert result.removed == 1 and result.pending == 1 and result.resubmitted == []
     assert not folders[first].exists() and folders[second].is_dir()

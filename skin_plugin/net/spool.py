@@ -128,7 +128,10 @@ class Spool:
         result = SweepResult([], 0, 0)
         for folder in self._folders():
             batch_id = self._batch_id(folder)
-            state = self.queue.state(batch_id) if batch_id else "unknown"
+            if (folder / REPORTED_MARKER).is_file():  # seen done: its record may expire before the retention
+                state: BatchState = "done"
+            else:
+                state = self.queue.state(batch_id) if batch_id else "unknown"
             if state == "unknown":
                 result.resubmitted.append(self._submit(folder, batch_id or self.new_id()))
             elif state == "pending":
