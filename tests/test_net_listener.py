@@ -105,6 +105,7 @@ def test_a_non_image_sop_class_is_refused(listener, tmp_path):
     assert proc.returncode != 0
     assert "presentation context" in (proc.stdout + proc.stderr).lower()
     assert not any((tmp_path / "spool" / "incoming").iterdir())
+    wait_until(lambda: "no proposed SOP class" in (tmp_path / "listener.log").read_text(), 10, 0.1, "log line")
 
 
 class RecordingQueue:

@@ -94,6 +94,14 @@ class StoreListener:
         assoc.acse.send_reject(*rsd)
         assoc.kill()  # after the A-ASSOCIATE-RJ went out and the peer closed (or the ACSE timeout)
 
+    def handle_accepted(self, event: Any) -> None:
+        """EVT_ACCEPTED: an association none of whose presentation contexts we accept stores nothing."""
+        assoc = event.assoc
+        if not assoc.accepted_contexts:
+            rq = assoc.requestor.primitive
+            log.warning("refused an association from %s, calling AE %r, called AE %r: no proposed SOP class and "
+                        "transfer syntax is accepted", peer(assoc), str(rq.calling_ae_title), str(rq.called_ae_title))
+
     def handle_store(self, event: Any) -> int:
         """Write the instance to the spool before answering; a failure is reported to the sender."""
         try:
@@ -119,7 +127,8 @@ class StoreListener:
         ae = self.make_ae()
         server = ae.make_server((self.host, self.port), server_class=GuardedServer, limits=self.limits,
                                 evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
-                                              (evt.EVT_REQUESTED, self.handle_requested)])
+                                              (evt.EVT_REQUESTED, self.handle_requested),
+                                              (evt.EVT_ACCEPTED, self.handle_accepted)])
         ae._servers.append(server)  # as AE.start_server does: AE.shutdown() and server.shutdown() find it
         self._server = server
         threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True).start()
