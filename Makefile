@@ -21,8 +21,8 @@ run: $(STAMP)  ## Wrap the bundled samples as DICOM, then score them through the
 	rm -rf out/sample-inbox && $(BIN)/skin-plugin to-dicom $(SAMPLES) --out out/sample-inbox
 	$(BIN)/skin-plugin score out/sample-inbox --out out/sample-run
 
-SYSTEM_TOOLS := dsrdump dciodvfy storescu chromium promtool docker-compose systemd-analyze Orthanc
-SYSTEM_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core prometheus docker-compose systemd orthanc orthanc-dicomweb orthanc-python
+SYSTEM_TOOLS := dsrdump dciodvfy storescu chromium promtool docker-compose systemd-analyze Orthanc curl jq openssl
+SYSTEM_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core prometheus docker-compose systemd orthanc orthanc-dicomweb orthanc-python curl jq openssl
 
 system-deps:  ## Debian tools the tests use (DCMTK, dicom3tools, Chromium, promtool, Orthanc, ...); installed only if missing.
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
