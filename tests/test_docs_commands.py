@@ -33,6 +33,8 @@ import yaml
 from orthanc_support import OrthancServer
 from queue_support import Worker, free_port, listening_addresses, wait_until, worker_settings
 
+from skin_plugin.sr.numbering import SR_SERIES_NUMBER
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DEPLOY_README = ROOT / "deploy" / "README.md"
@@ -202,7 +204,7 @@ class _Background:
 def test_connect_to_your_pacs_commands_deliver_srs(redis_url, tmp_path):
     """README: Orthanc routes a study to the listener, storescu pushes one, pull fetches one over DICOMweb;
     deploy/README: the plugin's configuration with the shipped (authenticated) Orthanc and its default route.
-    Each study's SRs end up in its Orthanc, in series 9000."""
+    Each study's SRs end up in its Orthanc, in the SR series (9000), numbered like their images."""
     docs = blocks()
     studies = _convert(tmp_path)
     password_file = tmp_path / "password"
@@ -289,12 +291,12 @@ def test_connect_to_your_pacs_commands_deliver_srs(redis_url, tmp_path):
         for path in studies["plugin"]:
             plugin.upload(path)
 
+        one, two = [(SR_SERIES_NUMBER, 1)], [(SR_SERIES_NUMBER, 1), (SR_SERIES_NUMBER, 2)]  # 9000 by default
         expected = {  # Orthanc, study, SRs
-            "route": (pacs, route_uid, [(9000, 1), (9000, 2)]),
-            "push": (pacs, str(pydicom.dcmread(studies["push"][0]).StudyInstanceUID), [(9000, 1), (9000, 2)]),
-            "pull": (pacs, str(pydicom.dcmread(studies["pull"][0]).StudyInstanceUID), [(9000, 1)]),
-            "plugin": (plugin, str(pydicom.dcmread(studies["plugin"][0]).StudyInstanceUID),
-                       [(9000, 1), (9000, 2)]),
+            "route": (pacs, route_uid, two),
+            "push": (pacs, str(pydicom.dcmread(studies["push"][0]).StudyInstanceUID), two),
+            "pull": (pacs, str(pydicom.dcmread(studies["pull"][0]).StudyInstanceUID), one),
+            "plugin": (plugin, str(pydicom.dcmread(studies["plugin"][0]).StudyInstanceUID), two),
         }
         missing = dict(expected)
 
