@@ -12,7 +12,7 @@ from test_deploy_promql import unknown_names
 
 PROM = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 ALERTS = {"SkinExporterDown", "SkinNoWorkersUp", "SkinOldestJobTooOld", "SkinFailureRatioHigh",
-          "SkinThroughputLow"}
+          "SkinThroughputLow", "SkinSRsDeadLettered"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -53,6 +53,8 @@ def test_promtool_rule_unit_tests_pass():
         ("> 600", "> 6000"),
         (") < 5", ") < 0.5"),
         ("skin_workers_up == 0", "skin_workers_up == 1"),
+        ("(increase(skin_sr_dead_lettered_total[30m])) > 0", "(increase(skin_sr_dead_lettered_total[30m])) > 5"),
+        ("unless skin_sr_dead_lettered_total offset 30m) > 0", "unless skin_sr_dead_lettered_total) > 0"),
     ],
 )
 def test_rule_unit_tests_catch_a_changed_threshold(tmp_path, original, mutant):
@@ -81,6 +83,7 @@ def test_rule_thresholds():
     assert 'skin_images_scored_total{outcome="failed"}[30m]' in exprs["SkinFailureRatioHigh"]
     assert "sum(rate(skin_images_scored_total[10m]))" in exprs["SkinThroughputLow"]
     assert "skin_queue_length" in exprs["SkinThroughputLow"]
+    assert "sum by (destination) (increase(skin_sr_dead_lettered_total[30m])) > 0" in exprs["SkinSRsDeadLettered"]
     durations = {rule["alert"]: rule.get("for") for rule in rules()}
     assert durations["SkinNoWorkersUp"] == "5m"
 

@@ -15,6 +15,8 @@ import pytest
 COUNTERS = {
     "skin_images_scored_total": {"outcome", "label", "worker"},
     "skin_images_failed_total": {"reason"},
+    "skin_sr_sent_total": {"destination"},
+    "skin_sr_dead_lettered_total": {"destination"},
 }
 HISTOGRAMS = {
     "skin_task_duration_seconds": {"queue"},

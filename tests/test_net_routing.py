@@ -65,7 +65,8 @@ def test_pull_from_dicomweb_scores_new_instances_and_stows_the_srs(redis_url, fu
                 "--route", "dicomweb+" + orthanc.dicomweb_url]
         first = subprocess.run(args, capture_output=True, text=True, timeout=180, cwd=ROOT)
         assert first.returncode == 0, first.stderr[-2000:]
-        assert "4 scored, 0 failed; 4 SR(s) sent, 0 dead-lettered" in first.stderr
+        assert (f"4 scored, 0 failed; SRs: 4 sent, 0 pending, 0 dead-lettered to dicomweb+{orthanc.dicomweb_url}"
+                in first.stderr)
         assert_srs_back_in_their_studies(orthanc, files)
         again = subprocess.run(args, capture_output=True, text=True, timeout=180, cwd=ROOT)
         assert again.returncode == 0 and "nothing new to score" in again.stderr  # SRs are not photographs

@@ -25,6 +25,7 @@ from skin_plugin.reports import (
     write_image_report,
     write_image_reports,
 )
+from skin_plugin.reports.summary import SUMMARY_SCHEMA_NAME
 from skin_plugin.results import ModelIdentity, ScoreResult
 from skin_plugin.review import REVIEW_REASONS
 
@@ -83,22 +84,23 @@ def results(tmp_path_factory) -> list[ScoreResult]:
     return stub_batch(tmp_path_factory.mktemp("inputs"))
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1"])
-def test_schemas_are_draft_2020_12_with_versioned_ids(version):
-    """1.1 is written now; 1.0 stays bundled to validate the reports of earlier versions."""
-    for kind in ("image-report", "summary"):
-        schema = load_schema(f"{kind}-{version}")
-        jsonschema.Draft202012Validator.check_schema(schema)
-        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-        assert schema["$id"] == f"urn:skin-lesion-plugin:schema:{kind}:{version}"
-        assert schema["properties"]["schema"]["const"] == schema["$id"]
+@pytest.mark.parametrize("name", ["image-report-1.0", "image-report-1.1", "summary-1.0", "summary-1.1",
+                                  "summary-1.2"])
+def test_schemas_are_draft_2020_12_with_versioned_ids(name):
+    """image-report 1.1 and summary 1.2 are written now; earlier ones stay bundled for earlier reports."""
+    kind, _, version = name.rpartition("-")
+    schema = load_schema(name)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == f"urn:skin-lesion-plugin:schema:{kind}:{version}"
+    assert schema["properties"]["schema"]["const"] == schema["$id"]
     assert load_schema()["$id"] == "urn:skin-lesion-plugin:schema:image-report:1.1"
 
 
 def test_schemas_list_every_review_reason():
     flags = load_schema("image-report-1.1")["properties"]["flags"]["properties"]
     assert flags["reasons"]["items"]["enum"] == list(REVIEW_REASONS)
-    assert load_schema("summary-1.1")["properties"]["flag_reasons"]["required"] == list(REVIEW_REASONS)
+    assert load_schema(SUMMARY_SCHEMA_NAME)["properties"]["flag_reasons"]["required"] == list(REVIEW_REASONS)
 
 
 def test_image_reports_validate_and_carry_the_prediction(results, tmp_path):
@@ -180,7 +182,7 @@ def test_summary_counts_failures_and_schema(results, tmp_path):
     summary = BatchSummary.from_results(results, 2.0, STUB_MODEL)
     path = summary.write(tmp_path)
     data = json.loads(path.read_text("utf-8"))
-    validator("summary-1.1").validate(data)
+    validator(SUMMARY_SCHEMA_NAME).validate(data)
     assert path.name == "summary.json"
     assert (data["images"], data["scored"], len(data["failed"])) == (10, 8, 2)
     assert data["images_per_s"] == 5.0 and data["wall_s"] == 2.0
@@ -201,10 +203,10 @@ def test_summary_counts_failures_and_schema(results, tmp_path):
 
 def test_summary_of_an_empty_or_all_failed_batch():
     data = BatchSummary.from_results([ScoreResult("a.jpg", error="bad")], 0.0, STUB_MODEL).to_dict()
-    validator("summary-1.1").validate(data)
+    validator(SUMMARY_SCHEMA_NAME).validate(data)
     assert data["images_per_s"] is None and data["latency_p50_ms"] is None and data["scored"] == 0
     assert data["failed"] == [{"input": "a.jpg", "reason": "bad"}]
-    validator("summary-1.1").validate(BatchSummary.from_results([], 0.0, STUB_MODEL).to_dict())
+    validator(SUMMARY_SCHEMA_NAME).validate(BatchSummary.from_results([], 0.0, STUB_MODEL).to_dict())
 
 
 def _dicom_result(uid: str) -> ScoreResult:
@@ -274,5 +276,5 @@ def test_real_model_outputs_validate(tmp_path):
     for p in paths:
         check.validate(json.loads(p.read_text("utf-8")))
     summary = BatchSummary.from_results(results, 1.0, model)
-    validator("summary-1.1").validate(json.loads(summary.write(tmp_path / "out").read_text("utf-8")))
+    validator(SUMMARY_SCHEMA_NAME).validate(json.loads(summary.write(tmp_path / "out").read_text("utf-8")))
     assert (summary.images, summary.scored, len(summary.failed), len(paths)) == (10, 8, 2, 8)

@@ -140,7 +140,8 @@ def test_an_authenticated_pull_and_route_leave_the_secret_nowhere(phi_dicoms, tm
                        server.url, "--wait", "--route", "dicomweb+" + orthanc.dicomweb_url, env=creds)
             (work / "pull.log").write_text(proc.stdout + proc.stderr)
             assert proc.returncode == 0, proc.stderr[-2000:]
-            assert "3 scored, 0 failed; 3 SR(s) sent, 0 dead-lettered" in proc.stderr
+            assert (f"3 scored, 0 failed; SRs: 3 sent, 0 pending, 0 dead-lettered to dicomweb+{orthanc.dicomweb_url}"
+                    in proc.stderr)
             assert sum(orthanc.instance_tags(i).get("Modality") == "SR" for i in orthanc.instances()) == 3
             # a route whose credential is refused: one-line reason, dead-lettered without any secret
             monkeypatch.setenv("SKIN_DICOMWEB_PASSWORD", SECRET)

@@ -82,7 +82,8 @@ def status_command(batch: Annotated[str | None, typer.Argument(help="Batch id (d
                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
                    watch: Annotated[bool, typer.Option(help="Follow a batch with a live progress bar.")] = False,
                    ) -> None:
-    """Progress of one batch (total, done, failed, started, finished) or of the recent ones."""
+    """Progress of one batch (total, done, failed, started, finished, SRs delivered) or of the recent ones."""
+    from skin_plugin.reports.delivery import DEAD_LETTER_DIR, Delivery
     from workers.client import wait_for_batch
 
     store = _store(_settings(broker))
@@ -97,12 +98,18 @@ def status_command(batch: Annotated[str | None, typer.Argument(help="Batch id (d
         print(json.dumps(rows[0] if batch else {"batches": rows, "workers": store.live_workers()}, indent=1))
         return
     table = Table(title="batches")
-    for col in ("batch", "state", "queue", "done", "failed", "total", "submitted", "out"):
+    for col in ("batch", "state", "queue", "done", "failed", "total", "submitted", "out", "SRs delivered"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["batch_id"], r["state"], r["queue"], str(r["done"]), str(r["failed"]), str(r["total"]),
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["submitted"] or 0)), r["out_dir"])
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["submitted"] or 0)), r["out_dir"],
+                      "\n".join(Delivery.from_dict(d).describe() for d in r["delivery"]) or "no route")
     console.print(table)
+    for r in rows:
+        if dead := sum(d["dead_lettered"] for d in r["delivery"]):
+            letters = Path(r["out_dir"]) / DEAD_LETTER_DIR
+            err.print(f"batch {r['batch_id']}: {dead} SR(s) not delivered, kept in {letters} with the reason; "
+                      f"send them again with: skin-plugin resend {letters}", markup=False, soft_wrap=True)
 
 
 def score_queued(files: list[Path], out: Path, *, broker: str | None, workers: int | None, queue: str,

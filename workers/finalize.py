@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,16 @@ from workers.scoring import result_from_record
 from workers.store import PHI_REMOVED, BatchStore
 
 
-def batch_frames(store: BatchStore, batch_id: str) -> list[dict[str, Any]]:
-    """Every frame record of the batch, in input order."""
-    records = sorted(store.job_records(batch_id), key=lambda r: r["job_id"])
+def batch_frames(store: BatchStore, batch_id: str, records: list[dict[str, Any]] | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Every frame record of the batch (of its ``records`` if given), in input order."""
+    records = sorted(store.job_records(batch_id) if records is None else records, key=lambda r: r["job_id"])
     return [f for rec in records for f in rec["frames"]]
+
+
+def sr_files(records: list[dict[str, Any]]) -> list[Path]:
+    """Every SR among the reports of these job records (what a route delivers), sorted."""
+    return sorted({Path(p) for rec in records for p in rec.get("reports", []) if p.endswith(".dcm")})
 
 
 def batch_results(store: BatchStore, batch_id: str) -> list[ScoreResult]:
@@ -51,12 +58,17 @@ def finalize_batch(store: BatchStore, batch_id: str, model: ModelIdentity) -> Ba
         store.mark_finished(batch_id)
         status = store.status(batch_id)
         assert status is not None
-    frames = batch_frames(store, batch_id)
+    records = store.job_records(batch_id)
+    frames = batch_frames(store, batch_id, records)
     if any(f.get(PHI_REMOVED) for f in frames):
         return None  # another run reported it already and removed its patient data from Redis
     results = [result_from_record(f) for f in frames]
     wall_s = (status.finished or time.time()) - (status.submitted or time.time())
     summary = BatchSummary.from_results(results, wall_s, model, batch_id=batch_id)
+    if status.route:  # routing starts next: every SR pending
+        store.set_sr_total(batch_id, len(sr_files(records)))
+        routed = store.status(batch_id)
+        summary = replace(summary, delivery=routed.delivery if routed else ())
     out = Path(status.out_dir)
     remove_orphan_temp_files(out)
     summary.write(out)

@@ -26,8 +26,10 @@ TASK_DURATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 TASK_BATCH_SIZE = Histogram(
     "skin_task_batch_size", "Images per scoring task", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-SR_SENT = Counter("skin_sr_sent", "SRs delivered to their route (C-STORE or STOW-RS)")
-SR_DEAD_LETTERED = Counter("skin_sr_dead_lettered", "SRs put in a dead-letter folder after the last retry")
+SR_SENT = Counter("skin_sr_sent", "SRs delivered (C-STORE or STOW-RS; routes and resends), by destination",
+                  ["destination"])
+SR_DEAD_LETTERED = Counter("skin_sr_dead_lettered", "SRs put in a dead-letter folder after the last retry, "
+                           "by destination", ["destination"])
 IMAGE_LATENCY = Histogram(
     "skin_image_latency_seconds", "Per image: decode + share of inference + reports",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from skin_plugin.net.limits import ListenerLimits
 from workers.config import WorkerSettings
 
 if TYPE_CHECKING:
+    from skin_plugin.net.dicomweb_pull import PullResult
     from workers.embedded import EmbeddedCluster
 
 err = Console(stderr=True)
@@ -40,12 +42,22 @@ def _checked_route(route: str | None, option: str = "--route") -> str | None:
         raise typer.Exit(2) from None
 
 
+def _checked_settings(broker: str | None = None) -> WorkerSettings:
+    """The settings from the environment (``broker`` first), else a one-line error and exit 2."""
+    try:
+        settings = WorkerSettings.from_env()
+    except ValueError as exc:
+        err.print(str(exc), style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    return settings.with_broker(broker) if broker else settings
+
+
 def _queue(stack: ExitStack, broker: str | None, workers: int | None) -> tuple[WorkerSettings, EmbeddedCluster | None]:
     """Settings of the queue to use: the given/configured broker, or an embedded one kept open by ``stack``
     (returned too, to watch its processes)."""
     from workers.embedded import EmbeddedCluster
 
-    settings = WorkerSettings.from_env()
+    settings = _checked_settings()
     broker = broker or os.environ.get("SKIN_BROKER_URL")
     if broker:
         return settings.with_broker(broker), None
@@ -139,26 +151,35 @@ def pull_command(dicomweb: Annotated[str, typer.Option(help="DICOMweb root URL, 
 
     Credentials: ``SKIN_DICOMWEB_USERNAME`` + ``SKIN_DICOMWEB_PASSWORD[_FILE]`` or ``SKIN_DICOMWEB_TOKEN[_FILE]``.
     """
-    from skin_plugin.net.dicomweb_pull import PullError, pull_new_instances
+    from skin_plugin.net.credentials import redact_url
+    from skin_plugin.net.dicomweb_pull import PullError, check_since, pull_new_instances
     from workers.client import submit_batch, wait_for_batch
     from workers.embedded import ClusterFailedError
     from workers.store import BatchStore
 
     route = _checked_route(route)  # before pulling anything
+    try:
+        since = check_since(since) if since else None
+    except ValueError as exc:
+        err.print(f"pull: {exc}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     with ExitStack() as stack:
         embedded = not (broker or os.environ.get("SKIN_BROKER_URL"))
         settings, cluster = _queue(stack, broker, workers)
         store = BatchStore.from_settings(settings)
         try:
-            files = pull_new_instances(dicomweb, spool or out / ".pulled", store, since=since, modality=modality)
+            pulled = pull_new_instances(dicomweb, spool or out / ".pulled", store, since=since, modality=modality,
+                                        timeouts=settings.timeouts)
         except PullError as exc:
             err.print(f"pull: {exc}", style="red", markup=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        if not files:
+        _print_pulled(redact_url(dicomweb), since, pulled)
+        if not pulled.files:
             err.print("nothing new to score")
             return
+        files = pulled.files
         batch = submit_batch(store, files, out, queue=queue, route=route)
-        err.print(f"batch {batch}: {len(files)} instance(s) queued on {queue}")
+        err.print(f"queued {len(files)} instance(s) on {queue}: batch {batch}")
         print(batch)
         if wait or embedded:
             try:
@@ -168,22 +189,68 @@ def pull_command(dicomweb: Annotated[str, typer.Option(help="DICOMweb root URL, 
                           soft_wrap=True)
                 raise typer.Exit(3) from exc
             err.print(f"{status.done} scored, {status.failed} failed"
-                      + (f"; {status.routed} SR(s) sent, {status.route_failed} dead-lettered" if status.route else ""))
+                      + "".join(f"; SRs: {d.describe()}" for d in status.delivery), markup=False, soft_wrap=True)
+
+
+def _print_pulled(server: str, since: str | None, pulled: PullResult) -> None:
+    """What a pull found and skipped, one line each."""
+    by_other = ", ".join(f"{n} by {attr}" for attr, n in pulled.dated_otherwise.items())
+    when = f" dated {since} or later" if since else ""
+    other = f" ({by_other}: their StudyDate is empty)" if by_other else ""
+    err.print(f"found {pulled.found} photographic instance(s){when} at {server}{other}", markup=False,
+              soft_wrap=True)
+    invalid = f", {pulled.invalid_uid} with an invalid UID" if pulled.invalid_uid else ""
+    err.print(f"skipped {pulled.already_scored} already scored by this model{invalid}", markup=False, soft_wrap=True)
 
 
 def resend_command(folder: Annotated[Path, typer.Argument(help="A dead-letter folder (OUT/dead-letter).")],
                    to: Annotated[str | None, typer.Option(help="Another destination than the recorded one.")]
-                   = None) -> None:
-    """Send the SRs of a dead-letter folder again; those that still fail stay there."""
+                   = None, broker: BrokerOption = None) -> None:
+    """Send the SRs of a dead-letter folder again; those that still fail stay there, with their new reason.
+
+    The batch's delivery counts follow: its summary.json and report.html (the folder above), its state in
+    Redis if the queue still knows it, and Prometheus (``skin_sr_sent_total``) with PROMETHEUS_MULTIPROC_DIR.
+    """
     from skin_plugin.net.dead_letter import DeadLetterBox
     from skin_plugin.net.destination import Destination
 
     to = _checked_route(to, "--to")
-    sent, failing = DeadLetterBox(folder).resend(Destination.parse(to) if to else None)
-    err.print(f"{sent} sent, {len(failing)} still failing")
-    for letter in failing:
-        err.print(f"  {letter.path.name}: {letter.reason}")
-    if failing:
+    settings = _checked_settings(broker)
+    if not folder.is_dir():
+        err.print(f"resend: {folder} is not a folder (give OUT/dead-letter)", style="red", markup=False)
+        raise typer.Exit(2)
+    result = DeadLetterBox(folder).resend(Destination.parse(to) if to else None, settings.timeouts)
+    err.print(f"{result.sent} sent, {len(result.failing)} still failing")
+    for letter in result.failing:
+        err.print(f"  {letter.path.name}: {letter.reason}", markup=False, soft_wrap=True)
+    if result.moved:
+        _count_resent(folder.resolve().parent, settings, result.moved)
+    if result.failing:
         raise typer.Exit(1)
 
 
+def _count_resent(out: Path, settings: WorkerSettings, moved: tuple[tuple[str, str, int], ...]) -> None:
+    """Move the resent SRs from dead-lettered to sent in the batch's files, Redis and Prometheus."""
+    import redis
+
+    from skin_plugin.reports.delivery import record_delivery
+    from skin_plugin.reports.summary import SUMMARY_NAME
+    from workers import metrics
+    from workers.store import BatchStore, connect
+
+    for _, target, n in moved:
+        metrics.SR_SENT.labels(target).inc(n)
+    delivery = record_delivery(out, moved=moved)
+    if delivery is None:
+        return
+    batch_id = json.loads((out / SUMMARY_NAME).read_text("utf-8")).get("batch_id")
+    if delivery:
+        err.print("delivery: " + "; ".join(d.describe() for d in delivery), markup=False, soft_wrap=True)
+    if not batch_id:
+        return
+    try:
+        store = BatchStore(connect(settings, retries=0))
+        for source, target, n in moved:
+            store.mark_resent(batch_id, source, target, n)
+    except redis.RedisError as exc:  # the files are updated; the queue's copy expires by itself
+        err.print(f"batch {batch_id}: its state in Redis was not updated ({type(exc).__name__})", markup=False)

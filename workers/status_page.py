@@ -34,6 +34,13 @@ def throughput_svg(series: list[tuple[int, int]], width: int = 720, height: int 
             f'<text x="{width - 4}" y="{height - 5}" font-size="11" text-anchor="end">now</text></svg>')
 
 
+def _delivery_cell(delivery: list[dict[str, Any]]) -> str:
+    """One line per destination: ``3 / 0 / 2 → dicom://PACS@host:104?calling=SKINAI`` (dead letters in red)."""
+    lines = [f'<span class="{"dead" if d["dead_lettered"] else "ok"}">{d["sent"]} / {d["pending"]} / '
+             f'{d["dead_lettered"]} → {escape(d["destination"])}</span>' for d in delivery]
+    return "<br>".join(lines) or "no route"
+
+
 def render_status_page(data: dict[str, Any]) -> str:
     workers = "".join(
         f"<tr><td>{escape(name)}</td><td>{escape(str(w.get('host', '')))}</td><td>{w.get('pid', '')}</td>"
@@ -45,16 +52,17 @@ def render_status_page(data: dict[str, Any]) -> str:
     batches = "".join(
         f"<tr><td>{escape(b['batch_id'])}</td><td>{escape(b['state'])}</td><td>{escape(b['queue'])}</td>"
         f"<td>{b['done']}</td><td>{b['failed']}</td><td>{b['total']}</td><td>{_fmt_time(b['submitted'])}</td>"
-        f"<td>{_fmt_time(b['finished'])}</td><td>"
-        + (f'<a href="/batches/{escape(b["batch_id"])}/report.html">report</a>' if b["state"] == "finished" else "-")
+        f"<td>{_fmt_time(b['finished'])}</td><td>{_delivery_cell(b.get('delivery', []))}</td><td>"
+        + (f'<a href="/batches/{escape(b["batch_id"])}/report.html">report</a>' if b.get("reported") else "-")
         + "</td></tr>"
-        for b in data["batches"]) or '<tr><td colspan="9">no batches yet</td></tr>'
+        for b in data["batches"]) or '<tr><td colspan="10">no batches yet</td></tr>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Skin-lesion scoring — status</title>
 <meta http-equiv="refresh" content="15">
 <style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#1b1f24}}
 table{{border-collapse:collapse;margin-bottom:1.2rem}}td,th{{border:1px solid #d0d7de;padding:.25rem .6rem;
-text-align:left}}th{{background:#eef1f4}}.big{{font-size:1.6rem;font-weight:600}}</style></head>
+text-align:left}}th{{background:#eef1f4}}.big{{font-size:1.6rem;font-weight:600}}
+.dead{{color:#b71c1c;font-weight:700}}</style></head>
 <body><h1>Skin-lesion scoring — status</h1>
 <p>Updated {_fmt_time(data['time'])}. <span class="big">{data['throughput_images_per_s_5m']:.2f}</span> images/s
 (last 5 min) · {data['images_24h']} images in 24 h · {len(data['workers'])} worker process(es) up.</p>
@@ -63,7 +71,8 @@ text-align:left}}th{{background:#eef1f4}}.big{{font-size:1.6rem;font-weight:600}
 <h2>Workers</h2><table><tr><th>worker</th><th>host</th><th>pid</th><th>device/precision</th><th>up since</th></tr>
 {workers}</table>
 <h2>Recent batches</h2><table><tr><th>batch</th><th>state</th><th>queue</th><th>done</th><th>failed</th>
-<th>total</th><th>submitted</th><th>finished</th><th>report</th></tr>{batches}</table>
+<th>total</th><th>submitted</th><th>finished</th><th>SRs: sent / pending / dead-lettered</th><th>report</th></tr>
+{batches}</table>
 <p><a href="/metrics">Prometheus metrics</a> · <a href="/api/status">JSON</a> · Not for clinical use.</p>
 </body></html>
 """

@@ -3,7 +3,8 @@
 Keys (all under ``skin:``):
 
 - ``skin:batch:<id>`` hash: total, done, failed, completed, queue, out_dir, submitted, started, finished,
-  reported
+  reported; with a route: route, sr_total, routed, route_failed, route_done and per destination
+  ``sent:<destination>`` / ``dead:<destination>`` (SRs delivered / now in the dead-letter folder)
 - ``skin:batch:<id>:payloads`` string: the batch's task payloads, kept until it is reported (resending
   lost jobs)
 - ``skin:batch:<id>:jobs`` hash: job id -> JSON job record (first record wins: a redelivered task
@@ -30,6 +31,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from skin_plugin.reports.delivery import Delivery, delivery_counts
 from workers.config import DEFAULT_RESULT_TTL_S, DEFAULT_SCORED_TTL_S, WorkerSettings, redis_client_url
 
 PREFIX = "skin:"
@@ -53,6 +55,8 @@ REPORT_PHI_FIELDS = frozenset({"patient_name", "patient_id", "patient_sex", "pat
 """The patient attributes of a source that ``report.html`` shows: the only ones stored in Redis (the
 others, e.g. birth date, study ID and time, go into the SR and never into Redis)."""
 PHI_REMOVED = "phi_removed"
+SENT_FIELD, DEAD_FIELD = "sent:", "dead:"
+"""Prefixes of the batch hash's per-destination delivery counts."""
 """Set on every frame of a job record whose patient data was removed (the batch is reported)."""
 
 
@@ -80,10 +84,10 @@ def stored_record(record: dict[str, Any], keep: frozenset[str] = REPORT_PHI_FIEL
     return dict(record, frames=frames)
 
 
-def connect(settings: WorkerSettings) -> redis.Redis:
-    """A Redis client that rides out short broker outages (exponential backoff, ~1 minute)."""
+def connect(settings: WorkerSettings, retries: int = 20) -> redis.Redis:
+    """A Redis client that rides out short broker outages (exponential backoff, ~1 minute with 20 retries)."""
     kwargs: dict[str, Any] = {
-        "retry": Retry(ExponentialBackoff(cap=5.0, base=0.1), retries=20),
+        "retry": Retry(ExponentialBackoff(cap=5.0, base=0.1), retries=retries),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError, ConnectionRefusedError],
         "socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 15,
         "decode_responses": True,
@@ -122,7 +126,11 @@ class BatchStatus:
     routed: int = 0
     route_failed: int = 0
     route_done: float | None = None
-    """SRs delivered / put in the dead-letter folder after the last retry."""
+    """SRs delivered (to any destination) / now in the dead-letter folder; when routing gave up or finished."""
+    sr_total: int = 0
+    """SRs the batch routes (known once it is reported)."""
+    delivery: tuple[Delivery, ...] = ()
+    """Per destination: sent, pending, dead-lettered (the route first, then resend targets)."""
 
     @property
     def completed(self) -> int:
@@ -137,6 +145,8 @@ class BatchStatus:
     def state(self) -> str:
         if self.finished and self.route and not self.route_done:
             return "sending"
+        if self.finished and self.route_failed > 0:
+            return "dead-lettered"  # reported, but SRs are not in the archive: `skin-plugin resend`
         if self.finished:
             return "finished"
         if self.release_at and not self.started:
@@ -147,8 +157,9 @@ class BatchStatus:
         return {"batch_id": self.batch_id, "state": self.state, "total": self.total, "done": self.done,
                 "failed": self.failed, "queue": self.queue, "out_dir": self.out_dir,
                 "submitted": self.submitted, "started": self.started, "finished": self.finished,
-                "release_at": self.release_at, "route": self.route, "routed": self.routed,
-                "route_failed": self.route_failed, "route_done": self.route_done}
+                "release_at": self.release_at, "reported": self.reported, "route": self.route,
+                "routed": self.routed, "route_failed": self.route_failed, "route_done": self.route_done,
+                "sr_total": self.sr_total, "delivery": [d.to_dict() for d in self.delivery]}
 
 
 def _float(value: str | None) -> float | None:
@@ -226,11 +237,15 @@ class BatchStore:
         h = self.r.hgetall(batch_key(batch_id))
         if not h:
             return None
+        route, route_done, sr_total = h.get("route") or None, _float(h.get("route_done")), int(h.get("sr_total", 0))
+        sent = {k[len(SENT_FIELD):]: int(v) for k, v in h.items() if k.startswith(SENT_FIELD)}
+        dead = {k[len(DEAD_FIELD):]: int(v) for k, v in h.items() if k.startswith(DEAD_FIELD)}
         return BatchStatus(batch_id, int(h.get("total", 0)), int(h.get("done", 0)), int(h.get("failed", 0)),
                            h.get("queue", ""), h.get("out_dir", ""), _float(h.get("submitted")),
                            _float(h.get("started")), _float(h.get("finished")), _float(h.get("release_at")),
-                           _float(h.get("reported")), h.get("route") or None, int(h.get("routed", 0)),
-                           int(h.get("route_failed", 0)), _float(h.get("route_done")))
+                           _float(h.get("reported")), route, int(h.get("routed", 0)),
+                           max(0, int(h.get("route_failed", 0))), route_done, sr_total,
+                           delivery_counts(route, sr_total, sent, dead, bool(route_done)))
 
     def recent_batches(self, limit: int = 20) -> list[BatchStatus]:
         ids = self.r.zrevrange(BATCHES, 0, limit - 1)
@@ -273,16 +288,38 @@ class BatchStore:
                 except redis.WatchError:
                     continue
 
-    def mark_routed(self, batch_id: str, sent: list[str], failed: int = 0) -> None:
-        """Remember SRs delivered (by file name) so a retry does not send them twice."""
+    def set_sr_total(self, batch_id: str, n: int) -> None:
+        """How many SRs the batch routes (what is pending is counted from it)."""
+        self.r.hset(batch_key(batch_id), "sr_total", n)
+
+    def mark_routed(self, batch_id: str, destination: str, sent: list[str], failed: int = 0) -> None:
+        """Count SRs delivered to ``destination`` (remembered by file name so a retry does not send them twice)
+        and ``failed`` ones put in the dead-letter folder."""
+        key = batch_key(batch_id)
         pipe = self.r.pipeline()
         if sent:
-            pipe.sadd(f"{batch_key(batch_id)}:sent", *sent)
-            pipe.expire(f"{batch_key(batch_id)}:sent", self.ttl_s)
-            pipe.hincrby(batch_key(batch_id), "routed", len(sent))
+            pipe.sadd(f"{key}:sent", *sent)
+            pipe.expire(f"{key}:sent", self.ttl_s)
+            pipe.hincrby(key, "routed", len(sent))
+            pipe.hincrby(key, SENT_FIELD + destination, len(sent))
         if failed:
-            pipe.hincrby(batch_key(batch_id), "route_failed", failed)
+            pipe.hincrby(key, "route_failed", failed)
+            pipe.hincrby(key, DEAD_FIELD + destination, failed)
         pipe.execute()
+
+    def mark_resent(self, batch_id: str, source: str, target: str, n: int) -> bool:
+        """``n`` dead letters of ``source`` were delivered to ``target`` (``skin-plugin resend``); False if
+        Redis no longer knows the batch."""
+        key = batch_key(batch_id)
+        if not n or not self.r.exists(key):
+            return False
+        pipe = self.r.pipeline()
+        pipe.hincrby(key, "route_failed", -n)
+        pipe.hincrby(key, DEAD_FIELD + source, -n)
+        pipe.hincrby(key, "routed", n)
+        pipe.hincrby(key, SENT_FIELD + target, n)
+        pipe.execute()
+        return True
 
     def mark_route_done(self, batch_id: str) -> None:
         self.r.hsetnx(batch_key(batch_id), "route_done", time.time())

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from skin_plugin.reports.delivery import DEAD_LETTER_DIR
 from skin_plugin.results import ScoreResult
 from workers import metrics
 from workers.app import app, settings
@@ -17,8 +18,6 @@ from workers.process import context
 from workers.scoring import Job, TransientError, result_record
 
 log = logging.getLogger(__name__)
-DEAD_LETTER_DIR = "dead-letter"
-"""Under a batch's output folder: SRs that could not be delivered (``skin-plugin resend`` sends them)."""
 TRANSIENT = (TransientError, redis.ConnectionError, redis.TimeoutError, OSError)
 
 
@@ -67,37 +66,50 @@ def score_chunk(self: Any, batch_id: str, out_dir: str, jobs: list[dict[str, Any
     return recorded
 
 
-@app.task(bind=True, name="skin.route_results", acks_late=True, reject_on_worker_lost=True,
-          max_retries=settings.max_retries)
+@app.task(bind=True, name="skin.route_results", acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def route_results(self: Any, batch_id: str) -> int:
-    """Send the batch's SRs to its route; retry with backoff; dead-letter what still fails. Returns sent."""
+    """Send the batch's SRs to its route; retry after each of ``SKIN_ROUTE_RETRY_DELAYS``; then dead-letter
+    what still fails. Delivery counts go to Redis, Prometheus and the batch's summary.json and report.html.
+    Returns SRs sent."""
     from skin_plugin.net.dead_letter import DeadLetterBox
     from skin_plugin.net.destination import Destination
     from skin_plugin.net.sender import send_files
+    from skin_plugin.reports.delivery import record_delivery
+    from workers.finalize import sr_files
 
     ctx = context()
     status = ctx.store.status(batch_id)
     if status is None or not status.route or status.route_done:
         return 0
     dest = Destination.parse(status.route)
+    label = str(dest)
+    metrics.SR_SENT.labels(label)  # both series exist from the first attempt (alerts see them appear)
+    metrics.SR_DEAD_LETTERED.labels(label)
+    all_srs = sr_files(ctx.store.job_records(batch_id))
+    ctx.store.set_sr_total(batch_id, len(all_srs))
     sent_before = ctx.store.routed_files(batch_id)
-    files = sorted({Path(p) for rec in ctx.store.job_records(batch_id) for p in rec.get("reports", [])
-                    if p.endswith(".dcm") and Path(p).name not in sent_before})
-    failures = {f.path: f.reason for f in send_files(dest, files)}
-    ctx.store.mark_routed(batch_id, [f.name for f in files if f not in failures])
-    if failures and self.request.retries < self.max_retries:
-        log.warning("batch %s: %d SR(s) not delivered to %s, retry %d", batch_id, len(failures), dest,
-                    self.request.retries + 1)
-        raise self.retry(countdown=backoff_s(self.request.retries))
+    files = [f for f in all_srs if f.name not in sent_before]
+    failures = {f.path: f.reason for f in send_files(dest, files, settings.timeouts)}
+    ctx.store.mark_routed(batch_id, label, [f.name for f in files if f not in failures])
+    metrics.SR_SENT.labels(label).inc(len(files) - len(failures))
+    delays = settings.route_retry_delays_s
+    if failures and self.request.retries < len(delays):
+        log.warning("batch %s: %d SR(s) not delivered to %s (%s), retry %d of %d in %g s", batch_id,
+                    len(failures), dest, next(iter(failures.values())), self.request.retries + 1, len(delays),
+                    delays[self.request.retries])
+        raise self.retry(countdown=delays[self.request.retries])
     box = DeadLetterBox(Path(status.out_dir) / DEAD_LETTER_DIR)
     for path, reason in failures.items():
         box.add(path, dest, reason, self.request.retries + 1)
     if failures:
-        log.error("batch %s: %d SR(s) moved to the dead-letter folder", batch_id, len(failures))
-        metrics.SR_DEAD_LETTERED.inc(len(failures))
-    metrics.SR_SENT.inc(len(files) - len(failures))
-    ctx.store.mark_routed(batch_id, [], failed=len(failures))
+        log.error("batch %s: %d SR(s) moved to the dead-letter folder after %d attempt(s): %s", batch_id,
+                  len(failures), self.request.retries + 1, next(iter(failures.values())))
+        metrics.SR_DEAD_LETTERED.labels(label).inc(len(failures))
+    ctx.store.mark_routed(batch_id, label, [], failed=len(failures))
     ctx.store.mark_route_done(batch_id)
+    final = ctx.store.status(batch_id)
+    if final is not None:
+        record_delivery(Path(status.out_dir), final.delivery)
     return len(files) - len(failures)
 
 

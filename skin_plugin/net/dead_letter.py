@@ -9,12 +9,24 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from skin_plugin.net.credentials import redact_text, redact_url
-from skin_plugin.net.destination import Destination, DestinationError
+from skin_plugin.net.destination import Destination, DestinationError, Timeouts
 from skin_plugin.net.sender import send_files
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    moved: tuple[tuple[str, str, int], ...]
+    """(recorded destination, destination it was delivered to, SRs) for what was sent."""
+    failing: tuple[DeadLetter, ...]
+    """What still fails, with the reason of this attempt."""
+
+    @property
+    def sent(self) -> int:
+        return sum(n for _, _, n in self.moved)
 
 
 @dataclass(frozen=True)
@@ -50,31 +62,38 @@ class DeadLetterBox:
                                   int(meta.get("attempts", 0))))
         return out
 
-    def resend(self, destination: Destination | None = None) -> tuple[int, list[DeadLetter]]:
-        """Send every letter again (to its own destination unless one is given); return (sent, still failing)."""
+    def resend(self, destination: Destination | None = None, timeouts: Timeouts | None = None) -> ResendResult:
+        """Send every letter again (to its own destination unless one is given), one attempt each; those that
+        still fail stay, with their new reason."""
         by_dest: dict[str, list[DeadLetter]] = {}
         for letter in self.letters():
             by_dest.setdefault(str(destination) if destination else letter.destination, []).append(letter)
-        sent, failing = 0, []
+        moved: dict[tuple[str, str], int] = {}
+        failing = []
         for dest_spec, letters in by_dest.items():
             try:
                 dest = Destination.parse(dest_spec)
             except DestinationError as exc:  # e.g. an old sidecar whose URL held a password
                 failures = {letter.path: f"{exc}; resend with --to DESTINATION" for letter in letters}
             else:
-                failures = {f.path: f.reason for f in send_files(dest, [letter.path for letter in letters])}
+                dest_spec = str(dest)
+                failures = {f.path: f.reason for f in send_files(dest, [letter.path for letter in letters], timeouts)}
             for letter in letters:
                 if letter.path in failures:
-                    self.add_attempt(letter, failures[letter.path])
-                    failing.append(letter)
+                    failing.append(self.add_attempt(letter, failures[letter.path]))
                 else:
                     letter.path.with_name(letter.path.name + ".json").unlink(missing_ok=True)
                     letter.path.unlink(missing_ok=True)
-                    sent += 1
-        return sent, failing
+                    key = (letter.destination, dest_spec)
+                    moved[key] = moved.get(key, 0) + 1
+        return ResendResult(tuple((a, b, n) for (a, b), n in moved.items()), tuple(failing))
 
-    def add_attempt(self, letter: DeadLetter, reason: str) -> None:
+    def add_attempt(self, letter: DeadLetter, reason: str) -> DeadLetter:
+        """Record a failed attempt with its reason; return the letter as it now stands."""
         sidecar = letter.path.with_name(letter.path.name + ".json")
         meta = json.loads(sidecar.read_text())
         meta.update(reason=redact_text(reason), attempts=int(meta.get("attempts", 0)) + 1, failed_at=time.time())
-        sidecar.write_text(json.dumps(meta, indent=1))
+        tmp = sidecar.with_name(sidecar.name + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.replace(sidecar)
+        return replace(letter, reason=meta["reason"], attempts=meta["attempts"])

@@ -22,6 +22,24 @@ class DestinationError(ValueError):
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long to wait for a DICOM or DICOMweb peer, the same for C-STORE, STOW-RS, QIDO-RS and WADO-RS.
+
+    ``connect_s`` bounds opening the TCP connection (a closed port fails at once, a host that drops
+    packets after this); ``read_s`` bounds each wait for the peer: the association answer and each
+    C-STORE response, or an HTTP response (per read: a slow but progressing transfer is not cut).
+    """
+
+    connect_s: float = 5.0
+    read_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name, value in (("connect", self.connect_s), ("read", self.read_s)):
+            if not value > 0:
+                raise ValueError(f"{name} timeout must be > 0 seconds, got {value}")
+
+
+@dataclass(frozen=True)
 class Destination:
     kind: str
     """``dicom`` or ``dicomweb``."""

@@ -2,7 +2,8 @@
 
 Header with the model and the "Not for clinical use" notice, batch statistics, the cases flagged for
 review first (every malignant call among them; highest malignancy score first, each with its reasons),
-then the other cases in input order, then the inputs that failed with their reasons. Thumbnails are
+then the other cases in input order, then the inputs that failed with their reasons, then where the SRs
+were sent (per destination: sent, pending, dead-lettered; rewritten as that changes). Thumbnails are
 embedded as JPEG data URIs; there are no scripts and no external resources (a Content-Security-Policy
 forbids them). Every text is escaped. The page holds PHI for DICOM inputs (patient name, ID): a clinical
 document, like the JSON reports.
@@ -22,6 +23,7 @@ from PIL import Image
 
 from skin_plugin.constants import CLASS_CODES, LESION_CLASSES
 from skin_plugin.dicom.reader import InputError, read_input
+from skin_plugin.reports.delivery import delivery_html
 from skin_plugin.reports.json_report import DISCLAIMER, write_text_atomic
 from skin_plugin.reports.summary import BatchSummary
 from skin_plugin.results import ScoreResult
@@ -77,6 +79,7 @@ table.failed{border-collapse:collapse;background:#fff;width:100%}
 table.failed td,table.failed th{border:1px solid var(--line);padding:4px 8px;text-align:left;
  vertical-align:top}
 .empty{color:var(--muted)}
+tr.dead td{color:var(--mel);font-weight:700}
 footer{color:var(--muted);font-size:12px;padding:16px 24px}
 @media print{body{background:#fff}.case{border-color:#999}}
 """
@@ -265,7 +268,8 @@ def render_html(results: Sequence[ScoreResult], summary: BatchSummary, *,
 <h2>Flagged for review ({len(flagged)})</h2>
 <p class="src">{escape(_review_rule(t))}</p>{cases(flagged)}
 <h2>Other cases ({len(others)})</h2>{cases(others)}
-<h2>Failed inputs ({len(summary.failed)})</h2>{_failed_html(summary)}</main>
+<h2>Failed inputs ({len(summary.failed)})</h2>{_failed_html(summary)}
+{delivery_html(summary.delivery)}</main>
 <footer>{escape(DISCLAIMER)} Classes: {escape("; ".join(f"{c.code} = {c.name}" for c in LESION_CLASSES))}.
 </footer></body></html>
 """

@@ -38,7 +38,7 @@ def utc_now() -> str:
 
 
 def load_schema(name: str = IMAGE_SCHEMA_NAME) -> dict:
-    """A bundled JSON Schema by name (``image-report-1.1``, ``summary-1.1``; the 1.0 schemas describe the
+    """A bundled JSON Schema by name (``image-report-1.1``, ``summary-1.2``; the earlier ones describe the
     reports of earlier versions)."""
     return json.loads((files("skin_plugin.reports") / "schemas" / f"{name}.json").read_text("utf-8"))
 

@@ -1,4 +1,4 @@
-"""Batch summary (schema ``summary-1.1``): counts, failures, throughput and latency of one scoring run.
+"""Batch summary (schema ``summary-1.2``): counts, failures, throughput, latency and delivery of one scoring run.
 
 Free of PHI: inputs are named by path only and failure reasons come from the reader, whose messages
 never quote header values.
@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 
 from skin_plugin.constants import CLASS_CODES
-from skin_plugin.reports.json_report import DISCLAIMER, SCHEMA_VERSION, utc_now, write_json
+from skin_plugin.reports.delivery import Delivery
+from skin_plugin.reports.json_report import DISCLAIMER, utc_now, write_json
 from skin_plugin.results import ModelIdentity, ScoreResult
 from skin_plugin.review import REVIEW_REASONS, ReviewThresholds, review_reasons
 
-SUMMARY_SCHEMA_NAME = f"summary-{SCHEMA_VERSION}"
-SUMMARY_SCHEMA_ID = f"urn:skin-lesion-plugin:schema:summary:{SCHEMA_VERSION}"
+SUMMARY_SCHEMA_VERSION = "1.2"
+"""1.2: ``delivery`` of the SRs per destination (1.1: review flags; the image report stays 1.1)."""
+SUMMARY_SCHEMA_NAME = f"summary-{SUMMARY_SCHEMA_VERSION}"
+SUMMARY_SCHEMA_ID = f"urn:skin-lesion-plugin:schema:summary:{SUMMARY_SCHEMA_VERSION}"
 SUMMARY_NAME = "summary.json"
 
 
@@ -70,6 +73,8 @@ class BatchSummary:
     queue_wait_p50_ms: float | None = None
     queue_wait_p95_ms: float | None = None
     workers: tuple[WorkerThroughput, ...] = ()
+    delivery: tuple[Delivery, ...] = ()
+    """SRs sent back per destination (empty: no route); rewritten as routing and resends go on."""
 
     @classmethod
     def from_results(cls, results: list[ScoreResult], wall_s: float, model: ModelIdentity, *,
@@ -103,13 +108,13 @@ class BatchSummary:
                    batch_id=batch_id, queue_wait_p50_ms=w50, queue_wait_p95_ms=w95, workers=workers)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, in the layout of ``schemas/summary-1.1.json``."""
+        """JSON-ready, in the layout of ``schemas/summary-1.2.json``."""
         def rounded(v: float | None, digits: int = 3) -> float | None:
             return None if v is None else round(v, digits)
 
         return {
             "schema": SUMMARY_SCHEMA_ID,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": SUMMARY_SCHEMA_VERSION,
             "created": self.created,
             "disclaimer": DISCLAIMER,
             "model": self.model.to_dict(),
@@ -129,6 +134,7 @@ class BatchSummary:
             "queue_wait_p95_ms": rounded(self.queue_wait_p95_ms),
             "workers": [{"worker": w.worker, "images": w.images, "images_per_s": rounded(w.images_per_s, 2)}
                         for w in self.workers],
+            "delivery": [d.to_dict() for d in self.delivery],
         }
 
     def write(self, out_dir: str | Path) -> Path:
