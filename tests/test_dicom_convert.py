@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,8 @@ def test_images_per_study_groups_generated_studies(jpegs, tmp_path):
     datasets = [pydicom.dcmread(c.path) for c in converted]
     assert [int(d.InstanceNumber) for d in datasets] == [1, 2, 1]
     assert datasets[0].SeriesInstanceUID == datasets[1].SeriesInstanceUID
-    assert [str(d.PatientID) for d in datasets] == ["TEST0001", "TEST0001", "TEST0002"]
+    ids = [str(d.PatientID) for d in datasets]
+    assert ids[0] == ids[1] != ids[2] and all(re.fullmatch(r"TEST-[0-9A-F]{12}", i) for i in ids)
 
 
 def test_identities_csv_maps_patients_and_groups_studies(jpegs, tmp_path):

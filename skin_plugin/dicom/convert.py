@@ -3,9 +3,13 @@
 The JPEG stream is encapsulated as is (JPEG Baseline transfer syntax, ``YBR_FULL_422``; an SOF1
 stream gets JPEG Extended, an Adobe-marked RGB stream ``RGB``), so the conversion is lossless with
 respect to the photo; DICOM only pads an odd-length stream with one 0x00 after its EOI. Patient
-and study come from an identities CSV or are generated, deterministic test identities
-(``TEST^PATIENT0001``); every UID is derived with ``pydicom.uid.generate_uid`` from a fixed entropy
-source, so a rerun writes the same UIDs.
+and study come from an identities CSV or are generated test identities (``TEST^PATIENT-<12 hex>``,
+``TEST-<12 hex>``, accession ``ACC<12 hex>``) derived, like every UID (``pydicom.uid.generate_uid`` from a
+fixed entropy source), from a hash of the input bytes (or of the CSV's ``lesion_id``): a rerun writes the
+same identities and UIDs, and distinct inputs never share a patient or a study, in any run. StudyDate/Time
+(and SeriesDate/Time) come from the CSV, else from the study's earliest photo; ContentDate/Time from each
+photo's EXIF DateTimeOriginal, else (no date in the CSV) the file's modification time (local time), else
+the study's.
 
 Identities CSV (UTF-8, header row; only ``file`` is required):
 
@@ -17,10 +21,11 @@ Identities CSV (UTF-8, header row; only ``file`` is required):
 - ``localization`` (a HAM10000 site such as ``back`` or ``lower extremity``), ``lesion_id``.
 
 Files are grouped into studies by ``study_uid``, else ``accession_number``, else patient and
-``study_date``; the patient is ``patient_id``, else ``lesion_id``, else the file itself. Rows without
+``study_date``; the patient is ``patient_id``, else ``lesion_id``, else the file's bytes. Rows without
 ``patient_name``/``patient_id`` get generated test identities, so a HAM10000 ``metadata.csv``
 (``lesion_id,image_id,dx,dx_type,age,sex,localization``) works as is: one test patient and one study
-per lesion. Each study holds one series of dermoscopic photographs.
+per lesion (the same ``lesion_id`` is the same test patient in every run). Each study holds one series of
+dermoscopic photographs.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
@@ -98,11 +106,12 @@ class PatientStudy:
     """A generated test identity (sets Patient Identity Removed = YES)."""
 
     @classmethod
-    def test_identity(cls, number: int, study_number: int | None = None, **kwargs: str) -> PatientStudy:
-        """A deterministic fake identity: ``TEST^PATIENT0001``, ID ``TEST0001``, study ``S0001``."""
-        study = number if study_number is None else study_number
-        return cls(patient_name=f"TEST^PATIENT{number:04d}", patient_id=f"TEST{number:04d}",
-                   study_id=f"S{study:04d}", accession_number=f"ACC{study:06d}", synthetic=True, **kwargs)
+    def test_identity(cls, patient_token: str, study_token: str | None = None, **kwargs: str) -> PatientStudy:
+        """A fake identity named by tokens (:func:`identity_token`): ``TEST^PATIENT-3F2A...``, ID
+        ``TEST-3F2A...``, study ID ``S9C01...`` and accession ``ACC9C01...`` (16 characters at most)."""
+        study = study_token or patient_token
+        return cls(patient_name=f"TEST^PATIENT-{patient_token}", patient_id=f"TEST-{patient_token}",
+                   study_id=f"S{study}", accession_number=f"ACC{study}", synthetic=True, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,31 @@ def _uid(*parts: object) -> str:
     return str(generate_uid(entropy_srcs=[UID_NAMESPACE, *(str(p) for p in parts)]))
 
 
+def identity_token(*parts: object) -> str:
+    """12 upper-case hex digits (48 bits) of a SHA-256 of ``parts``: names a generated patient or study."""
+    text = "\x1f".join([UID_NAMESPACE, *(str(p) for p in parts)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12].upper()
+
+
+def exif_datetime(jpeg: bytes) -> datetime | None:
+    """The EXIF DateTimeOriginal (else DateTime) of a JPEG stream, None if it has none."""
+    try:
+        exif = Image.open(BytesIO(jpeg)).getexif()
+        value = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)
+        return datetime.strptime(str(value).strip("\x00 "), "%Y:%m:%d %H:%M:%S") if value else None
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def photo_datetime(path: Path, jpeg: bytes) -> datetime:
+    """When a photo was taken: its EXIF date, else the file's modification time (local time)."""
+    return exif_datetime(jpeg) or datetime.fromtimestamp(Path(path).stat().st_mtime)
+
+
+def _da_tm(when: datetime) -> tuple[str, str]:
+    return when.strftime("%Y%m%d"), when.strftime("%H%M%S")
+
+
 def dicom_age(years: str | float | None) -> str:
     """``45``/``45.0`` -> ``045Y``; empty or unparseable -> ``''``."""
     try:
@@ -192,8 +226,10 @@ def anatomic_region(localization: str | None) -> Dataset:
 
 def build_dataset(jpeg: bytes, identity: PatientStudy, *, series_uid: str | None = None,
                   instance_number: int = 1, localization: str | None = None,
-                  uid_namespace: str = "") -> Dataset:
-    """The Dermoscopic Photography Image dataset (with file meta) encapsulating ``jpeg`` unchanged."""
+                  uid_namespace: str = "", acquired: datetime | None = None) -> Dataset:
+    """The Dermoscopic Photography Image dataset (with file meta) encapsulating ``jpeg`` unchanged.
+
+    ``acquired``: when the photo was taken (ContentDate/Time; without it, the study's date and time)."""
     header = read_jpeg_header(jpeg)
     if header.process not in (0, 1) or header.precision != 8:
         raise JpegConversionError(f"only 8-bit sequential (baseline/extended) JPEG can be wrapped unchanged, "
@@ -241,6 +277,8 @@ def build_dataset(jpeg: bytes, identity: PatientStudy, *, series_uid: str | None
     ds.Modality = MODALITY
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = 1
+    if identity.study_date:  # one series per study, started with it
+        ds.SeriesDate, ds.SeriesTime = ds.StudyDate, ds.StudyTime
     ds.SeriesDescription = "Dermoscopic photographs"
     ds.Laterality = ""  # Type 2C in General Series: unknown for a converted photo
     # Frame of Reference module (required by the Dermoscopic Photography IOD): a frame per series.
@@ -254,9 +292,10 @@ def build_dataset(jpeg: bytes, identity: PatientStudy, *, series_uid: str | None
     # General Image, VL Image, Acquisition Context
     ds.InstanceNumber = instance_number
     ds.PatientOrientation = ""
-    if identity.study_date:
-        ds.ContentDate = ds.StudyDate
-        ds.ContentTime = identity.study_time
+    if acquired is not None:
+        ds.ContentDate, ds.ContentTime = _da_tm(acquired)
+    elif identity.study_date:
+        ds.ContentDate, ds.ContentTime = ds.StudyDate, ds.StudyTime
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.AcquisitionContextSequence = DicomSequence()
     ds.AnatomicRegionSequence = DicomSequence([anatomic_region(localization)])
@@ -287,15 +326,19 @@ def jpeg_to_dicom(jpeg_path: str | Path, out_path: str | Path, identity: Patient
                   uid_namespace: str = "") -> Dataset:
     """Write ``jpeg_path`` as a Dermoscopic Photography DICOM file at ``out_path``; return the dataset.
 
-    Without ``identity`` a test identity numbered from the JPEG's SHA-256 is used, so the same photo
-    always gets the same identity and UIDs.
+    Without ``identity`` a test identity named from the JPEG's SHA-256 is used, so the same photo
+    always gets the same identity and UIDs, and another photo another one. Without a study date, the
+    photo's own date and time (:func:`photo_datetime`) are the study's.
     """
     jpeg = Path(jpeg_path).read_bytes()
     if identity is None:
-        number = int(hashlib.sha256(jpeg).hexdigest()[:8], 16) % 10_000
-        identity = PatientStudy.test_identity(number)
+        identity = PatientStudy.test_identity(identity_token(uid_namespace, "photo", hashlib.sha256(jpeg).hexdigest()))
+    acquired = exif_datetime(jpeg)
+    if not identity.study_date:
+        acquired = acquired or photo_datetime(Path(jpeg_path), jpeg)
+        identity = replace(identity, study_date=acquired.strftime("%Y%m%d"), study_time=acquired.strftime("%H%M%S"))
     ds = build_dataset(jpeg, identity, series_uid=series_uid, instance_number=instance_number,
-                       localization=localization, uid_namespace=uid_namespace)
+                       localization=localization, uid_namespace=uid_namespace, acquired=acquired)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out_path, enforce_file_format=True)
@@ -329,32 +372,36 @@ def read_identities(csv_path: Path) -> dict[str, dict[str, str]]:
 _STUDY_COLUMNS = ("study_uid", "accession_number", "study_id", "study_description")
 
 
-def _plan(files: Sequence[Path], rows: dict[str, dict[str, str]] | None, images_per_study: int) -> list[_Row]:
-    """Identity, patient key and study key for every file, in order."""
+def _plan(files: Sequence[Path], digests: Sequence[str], rows: dict[str, dict[str, str]] | None,
+          images_per_study: int, uid_namespace: str) -> list[_Row]:
+    """Identity, patient key and study key for every file, in order.
+
+    A patient is keyed by ``patient_id``, else ``lesion_id``, else the bytes of its files (without a CSV:
+    each run of ``images_per_study`` files); generated identities are named from those keys, so they
+    depend on the inputs, not on their position in the run."""
     raw = []
-    for i, f in enumerate(files):
+    for i, (f, digest) in enumerate(zip(files, digests)):
         row = {} if rows is None else rows.get(f.name) or rows.get(f.stem)
         if row is None:
             raise ValueError(f"{f.name}: no row in the identities CSV")
-        patient = row.get("patient_id") or row.get("lesion_id") or (
-            f"group{i // images_per_study}" if rows is None else f.name)
+        if rows is None:
+            group = digests[i - i % images_per_study:i - i % images_per_study + images_per_study]
+            patient = "files:" + hashlib.sha256("".join(group).encode()).hexdigest()
+        else:  # a given patient or lesion keeps the study UIDs of earlier versions
+            patient = row.get("patient_id") or row.get("lesion_id") or "file:" + digest
         study = (row.get("study_uid") or row.get("accession_number")
                  or f"{patient}|{row.get('study_date', '')}")
-        raw.append((f, row, patient, study))
-    numbers: dict[str, int] = {}
-    study_numbers: dict[str, int] = {}
-    for _, _, patient, study in raw:
-        numbers.setdefault(patient, len(numbers) + 1)
-        study_numbers.setdefault(study, len(study_numbers) + 1)
+        raw.append((row, patient, study))
     plan = []
-    for _, row, patient, study in raw:
+    for row, patient, study in raw:
         common = {"age": dicom_age(row.get("age")), "sex": dicom_sex(row.get("sex", ""))}
         if row.get("patient_name") or row.get("patient_id"):
             identity = PatientStudy(patient_name=row.get("patient_name", ""),
                                     patient_id=row.get("patient_id", ""),
                                     birth_date=dicom_date(row.get("birth_date", "")), **common)
         else:
-            identity = PatientStudy.test_identity(numbers[patient], study_numbers[study], **common)
+            identity = PatientStudy.test_identity(identity_token(uid_namespace, "patient", patient),
+                                                  identity_token(uid_namespace, "study", study), **common)
         given = {k: row[k] for k in _STUDY_COLUMNS if row.get(k)}
         identity = replace(identity, **given, study_date=dicom_date(row.get("study_date", "")),
                            study_time=row.get("study_time", ""))
@@ -383,22 +430,36 @@ def convert_files(inputs: Iterable[Path], out_dir: Path, identities_csv: Path | 
     ``images_per_study`` consecutive files (sorted per folder) is one generated test patient and study.
     """
     files = collect_jpegs(inputs)
-    plan = _plan(files, read_identities(identities_csv) if identities_csv else None, max(1, images_per_study))
+    jpegs = [f.read_bytes() for f in files]
+    digests = [hashlib.sha256(j).hexdigest() for j in jpegs]
+    plan = _plan(files, digests, read_identities(identities_csv) if identities_csv else None,
+                 max(1, images_per_study), uid_namespace)
+    # when each photo was taken: EXIF, else (only for a study without a given date) the file's time
+    taken = [exif_datetime(j) or (None if item.identity.study_date else photo_datetime(f, j))
+             for f, j, item in zip(files, jpegs, plan)]
+    first_photo: dict[str, datetime] = {}
+    for item, when in zip(plan, taken):
+        if when is not None:
+            first_photo[item.study_key] = min(when, first_photo.get(item.study_key, when))
     study_of: dict[str, PatientStudy] = {}
     patient_of: dict[str, str] = {}
     counters: dict[str, int] = {}
     results = []
-    for f, item in zip(files, plan):
+    for f, jpeg, item, when in zip(files, jpegs, plan, taken):
         if item.study_key not in study_of:  # the first row of a study defines it
-            study_of[item.study_key] = replace(item.identity, study_uid=item.identity.study_uid or _uid(
+            identity = replace(item.identity, study_uid=item.identity.study_uid or _uid(
                 uid_namespace, "study", item.study_key))
+            if not identity.study_date and item.study_key in first_photo:  # it began with its first photo
+                date, time = _da_tm(first_photo[item.study_key])
+                identity = replace(identity, study_date=date, study_time=identity.study_time or time)
+            study_of[item.study_key] = identity
             patient_of[item.study_key] = item.patient_key
         elif patient_of[item.study_key] != item.patient_key:
             raise ValueError(f"{f.name}: its study already holds another patient's images")
         identity = study_of[item.study_key]
         counters[item.study_key] = counters.get(item.study_key, 0) + 1
-        ds = build_dataset(f.read_bytes(), identity, instance_number=counters[item.study_key],
-                           localization=item.localization, uid_namespace=uid_namespace)
+        ds = build_dataset(jpeg, identity, instance_number=counters[item.study_key],
+                           localization=item.localization, uid_namespace=uid_namespace, acquired=when)
         study_uid = validated_uid(str(ds.StudyInstanceUID))
         path = Path(out_dir) / study_uid / f"{validated_uid(str(ds.SOPInstanceUID))}.dcm"
         path.parent.mkdir(parents=True, exist_ok=True)
