@@ -7,7 +7,8 @@ from pathlib import Path
 
 from skin_plugin.complexity import count_complexity
 from skin_plugin.constants import CLASS_CODES, INPUT_HEIGHT, INPUT_WIDTH
-from skin_plugin.networks import LesionCNN
+from skin_plugin.networks import build_network
+from skin_plugin.release import ModelRelease
 
 CLI = [str(Path(sys.executable).parent / "skin-plugin")]
 
@@ -30,7 +31,8 @@ def test_info_json_describes_the_shipped_model():
     assert info["name"] == "LesionCNN"
     assert info["classes"] == list(CLASS_CODES)
     assert info["input_size"] == {"channels": 3, "height": INPUT_HEIGHT, "width": INPUT_WIDTH}
-    measured = count_complexity(LesionCNN())
+    release = ModelRelease.load()
+    measured = count_complexity(build_network(release.network, release.activation))
     assert (info["params"], info["macs"]) == (measured.params, measured.macs)
 
 

@@ -19,6 +19,18 @@ def test_lesioncnn_within_paper_budget():
     assert c.params >= 0.9 * 692_000 and c.macs >= 0.9 * 30_040_000
 
 
+def test_shipped_network_within_paper_budget():
+    """Whatever network the release ships (LesionCNN or a pretrained student) keeps the paper's budget,
+    and its manifest states the measured size."""
+    from skin_plugin.networks import build_network
+    from skin_plugin.release import ModelRelease
+
+    release = ModelRelease.load()
+    c = count_complexity(build_network(release.network, release.activation))
+    assert c.params <= MAX_PARAMS and c.macs <= MAX_MACS, c
+    assert (release.manifest["params"], release.manifest["macs"]) == (c.params, c.macs)
+
+
 def test_budget_counter_catches_a_larger_model():
     """The counter sees input size: the same network at 224x224 breaks the MAC budget."""
     assert count_complexity(LesionCNN(), (3, 224, 224)).macs > MAX_MACS
