@@ -224,7 +224,8 @@ class EmbeddedCluster:
 
     def __exit__(self, *exc: object) -> None:
         if self.worker is not None:
-            stop_worker(self.worker)
+            # a warm shutdown needs Redis: after a failure, kill at once
+            stop_worker(self.worker, timeout_s=0 if self.failure() else 20)
         self.server.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
         if self._previous is not None:
