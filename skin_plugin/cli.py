@@ -186,6 +186,11 @@ def comparison_cmd(model: Annotated[list[str], typer.Option(
                                   ] = RELEASE_DIR / "comparison.json",
                    data: Annotated[Path | None, typer.Option(help="HAM10000 folder.")] = None,
                    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples per model.")] = 200,
+                   bench: Annotated[list[Path] | None, typer.Option(
+                       help="`skin-plugin bench` JSON(s) whose OpenVINO speeds go beside the table.")] = None,
+                   readme: Annotated[Path | None, typer.Option(
+                       help="A README whose generated comparison block is written again (between its markers).")
+                   ] = None,
                    ) -> None:
     """Models side by side (levers on validation; the paper's transfer-learning comparison on test)."""
     import shlex
@@ -198,7 +203,7 @@ def comparison_cmd(model: Annotated[list[str], typer.Option(
     try:
         candidates = [Candidate.parse(spec) for spec in model]
         result = compare(candidates, out, data or DEFAULT_DATA_DIR, bootstrap,
-                         command="skin-plugin " + shlex.join(sys.argv[1:]))
+                         command="skin-plugin " + shlex.join(sys.argv[1:]), benches=bench)
     except (ValueError, FileNotFoundError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -215,6 +220,11 @@ def comparison_cmd(model: Annotated[list[str], typer.Option(
     console.print(table)
     if (out.parent / "model.json").exists():
         rewrite_model_card(out.parent, data or DEFAULT_DATA_DIR)
+    if readme is not None:
+        from training.model_card import readme_with_comparison
+
+        readme.write_text(readme_with_comparison(readme.read_text(), result))
+        console.print(f"wrote the table into {readme}")
 
 
 @app.command("leakage")

@@ -52,9 +52,18 @@ def _scored_release(candidate: Candidate, scratch: Path, data_dir: Path, bootstr
     return package_release(candidate.path, out, data_dir, bootstrap=bootstrap)
 
 
+def speed_summary(bench: dict) -> dict:
+    """OpenVINO images/s per model, precision and batch from one ``skin-plugin bench`` JSON."""
+    rows: dict[str, dict[str, float]] = {}
+    for r in bench["rows"]:
+        if r["backend"] == "openvino":
+            rows.setdefault(r["name"], {})[f"{r['precision']}_b{r['batch']}"] = r["images_per_s"]
+    return {"isa": bench.get("onednn_max_cpu_isa", "native"), "images_per_s": rows}
+
+
 def compare(candidates: list[Candidate], out: Path, data_dir: Path = DEFAULT_DATA_DIR, bootstrap: int = 200,
-            command: str = "skin-plugin comparison") -> dict:
-    """Score every candidate on its splits; write ``out`` (JSON) and return it."""
+            command: str = "skin-plugin comparison", benches: list[Path] | None = None) -> dict:
+    """Score every candidate on its splits; add the OpenVINO speeds of ``benches``; write ``out`` (JSON)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for candidate in candidates:
@@ -69,6 +78,7 @@ def compare(candidates: list[Candidate], out: Path, data_dir: Path = DEFAULT_DAT
                          "extra": tr.get("extra_sources", ""), "params": release.manifest["params"],
                          "macs": release.manifest["macs"],
                          "metrics": {s: {k: metrics[s][k] for k in SHOWN} for s in candidate.splits}})
-    result = {"command": command, "rows": rows}
+    result = {"command": command, "rows": rows,
+              "speed": [{"file": str(b), **speed_summary(json.loads(Path(b).read_text()))} for b in benches or []]}
     out.write_text(json.dumps(result, indent=1))
     return result
