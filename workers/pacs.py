@@ -82,6 +82,12 @@ def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one fol
                    queue: Annotated[str, typer.Option(help="Queue for received studies.")] = "urgent",
                    route: RouteOption = None, broker: BrokerOption = None,
                    workers: Annotated[int | None, typer.Option(help="Embedded worker processes.")] = None,
+                   accept_all_storage: Annotated[bool, typer.Option(
+                       envvar="SKIN_ACCEPT_ALL_STORAGE",
+                       help="Accept every standard storage SOP class (whole studies routed by a PACS); only "
+                            "photographs are scored, the rest is acknowledged and ignored (default: "
+                            "$SKIN_ACCEPT_ALL_STORAGE, else off: other classes are refused at association).")]
+                   = False,
                    spool_retention_hours: Annotated[float | None, typer.Option(
                        help="Keep a study's received files this long after its batch is reported and routed "
                             "(default: $SKIN_SPOOL_RETENTION_HOURS, else 0: delete then).")] = None,
@@ -121,8 +127,10 @@ def listen_command(out: Annotated[Path, typer.Option(help="Reports root: one fol
         settings, cluster = _queue(stack, broker, workers)
         batches = SpoolQueue(BatchStore.from_settings(settings), out, queue, route)
         listener = StoreListener(Spool(spool_dir, batches, stable_seconds, retention_h * 3600), ae_title, port,
-                                 host, [a.strip() for a in allowed], limits).start()
-        err.print(f"listening as {ae_title} on {host}:{port}; spool {spool_dir}; reports under {out}")
+                                 host, [a.strip() for a in allowed], limits,
+                                 accept_all_storage=accept_all_storage).start()
+        accepted = "every storage SOP class (photographs scored)" if accept_all_storage else "photographs only"
+        err.print(f"listening as {ae_title} on {host}:{port} ({accepted}); spool {spool_dir}; reports under {out}")
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:

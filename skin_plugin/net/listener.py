@@ -1,7 +1,11 @@
 """``skin-plugin listen``: a C-STORE SCP for skin photographs that spools, then queues stable studies.
 
-Only the photographic storage classes (and Secondary Capture) are offered, so any other SOP class is
-refused at association negotiation. An association must be addressed to our AE title and, with an
+By default only the photographic storage classes (and Secondary Capture) are offered, so any other SOP
+class is refused at association negotiation. With ``accept_all_storage`` (whole studies routed by a PACS)
+every standard storage SOP class is accepted in every transfer syntax we know, so the sender never has to
+transcode; instances that are not of a photographic class (radiology, our own SRs, ...) are acknowledged
+with success, never spooled or scored, and counted and logged per association by SOP class only. An
+association must be addressed to our AE title and, with an
 allowlist, come from a listed calling AE title; every refusal is logged with the calling AE title and
 the peer's address. :mod:`skin_plugin.net.association_guard` bounds what a peer can cost before that.
 """
@@ -11,13 +15,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
-from skin_plugin.dicom.sop_classes import ACCEPTED_SOP_CLASSES
+from skin_plugin.dicom.sop_classes import ACCEPTED_SOP_CLASSES, shown_uid, sop_class_name
 from skin_plugin.net.association_guard import GuardedServer, peer
 from skin_plugin.net.limits import ListenerLimits
 from skin_plugin.net.spool import Spool
@@ -48,10 +54,15 @@ class StoreListener:
     allowed_aes: list[str] = field(default_factory=list)
     limits: ListenerLimits = field(default_factory=ListenerLimits)
     sweep_s: float = 5.0
+    accept_all_storage: bool = False
+    """Accept every standard storage SOP class; score only the photographic ones, ignore the rest."""
     received: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
+    """SOP Class UID -> instances acknowledged but not spooled (not photographs), since start."""
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._count_lock = threading.Lock()
         self._server: GuardedServer | None = None
         self._flusher: threading.Thread | None = None
 
@@ -59,6 +70,10 @@ class StoreListener:
         ae = AE(ae_title=self.ae_title)
         for uid in ACCEPTED_SOP_CLASSES:
             ae.add_supported_context(uid, PREFERRED_TRANSFER_SYNTAXES)
+        if self.accept_all_storage:
+            for context in AllStoragePresentationContexts:
+                if context.abstract_syntax not in ACCEPTED_SOP_CLASSES:
+                    ae.add_supported_context(context.abstract_syntax, PREFERRED_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.maximum_pdu_size = self.limits.max_pdu_bytes
         # pynetdicom counts every open connection here; ours (in handle_requested) counts associations
@@ -103,7 +118,17 @@ class StoreListener:
                         "transfer syntax is accepted", peer(assoc), str(rq.calling_ae_title), str(rq.called_ae_title))
 
     def handle_store(self, event: Any) -> int:
-        """Write the instance to the spool before answering; a failure is reported to the sender."""
+        """Write a photograph to the spool before answering (a failure is reported to the sender); acknowledge
+        any other instance without decoding or keeping it."""
+        sop_class = str(event.request.AffectedSOPClassUID or "")
+        if sop_class not in ACCEPTED_SOP_CLASSES:
+            ignored = getattr(event.assoc, "skin_ignored", None)
+            if ignored is None:
+                ignored = event.assoc.skin_ignored = Counter()
+            ignored[sop_class] += 1
+            with self._count_lock:
+                self.ignored[sop_class] += 1
+            return STATUS_SUCCESS
         try:
             ds = event.dataset
             study, sop = str(ds.StudyInstanceUID), str(event.request.AffectedSOPInstanceUID)
@@ -120,6 +145,15 @@ class StoreListener:
         self.received += 1
         return STATUS_SUCCESS
 
+    def handle_closed(self, event: Any) -> None:
+        """EVT_CONN_CLOSE: one line for what the association sent that is not scored (SOP classes and counts)."""
+        ignored: Counter[str] | None = getattr(event.assoc, "skin_ignored", None)
+        if not ignored:
+            return
+        classes = ", ".join(f"{sop_class_name(uid)} ({shown_uid(uid)}) x{n}" for uid, n in ignored.most_common())
+        log.info("ignored %d instance(s) that are not photographs from %s, calling AE %r: %s", sum(ignored.values()),
+                 peer(event.assoc), event.assoc.requestor.ae_title, classes)
+
     def start(self) -> StoreListener:
         recovered = self.spool.recover()
         if recovered:
@@ -128,7 +162,8 @@ class StoreListener:
         server = ae.make_server((self.host, self.port), server_class=GuardedServer, limits=self.limits,
                                 evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
                                               (evt.EVT_REQUESTED, self.handle_requested),
-                                              (evt.EVT_ACCEPTED, self.handle_accepted)])
+                                              (evt.EVT_ACCEPTED, self.handle_accepted),
+                                              (evt.EVT_CONN_CLOSE, self.handle_closed)])
         ae._servers.append(server)  # as AE.start_server does: AE.shutdown() and server.shutdown() find it
         self._server = server
         threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True).start()
