@@ -32,6 +32,7 @@ import redis
 import yaml
 from orthanc_support import OrthancServer
 from queue_support import Worker, free_port, listening_addresses, wait_until, worker_settings
+from test_net_listener_whole_study import mr_of
 
 from skin_plugin.sr.numbering import SR_SERIES_NUMBER
 
@@ -255,15 +256,15 @@ def test_connect_to_your_pacs_commands_deliver_srs(redis_url, tmp_path):
             listeners.append(_Background(script, env, tmp_path / log))
             listeners[-1].wait_listening(port)
 
-        # Orthanc routes a study: uploaded first, then the README's curl commands
-        for path in studies["route"] + studies["pull"]:
+        # Orthanc routes a whole study (two photos and an MR image): uploaded first, then the README's curl
+        for path in studies["route"] + studies["pull"] + [mr_of(studies["route"][0], tmp_path / "mr.dcm")]:
             pacs.upload(path)
         route_uid = str(pydicom.dcmread(studies["route"][0]).StudyInstanceUID)
         proc = bash(substituted(docs["orthanc-route-study"][1], {
             "http://orthanc-host:8042": pacs.http_url, "/etc/skin-plugin/orthanc-password": str(password_file)}),
             {**env, "STUDY_INSTANCE_UID": route_uid}, tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert json.loads(proc.stdout)["InstancesCount"] == 2
+        assert json.loads(proc.stdout)["InstancesCount"] == 3  # the MR acknowledged and ignored (--accept-all-storage)
 
         # a modality pushes with storescu: the documented flags work, and without them the documented error
         push_dir = studies["push"][0].parent
