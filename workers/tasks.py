@@ -94,6 +94,8 @@ def route_results(self: Any, batch_id: str) -> int:
     metrics.SR_SENT.labels(label).inc(len(files) - len(failures))
     delays = settings.route_retry_delays_s
     if failures and self.request.retries < len(delays):
+        if len(files) > len(failures) and (progress := ctx.store.status(batch_id)) is not None:
+            record_delivery(Path(status.out_dir), progress.delivery)  # some delivered: the files say so now
         log.warning("batch %s: %d SR(s) not delivered to %s (%s), retry %d of %d in %g s", batch_id,
                     len(failures), dest, next(iter(failures.values())), self.request.retries + 1, len(delays),
                     delays[self.request.retries])

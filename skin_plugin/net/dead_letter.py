@@ -18,6 +18,14 @@ from skin_plugin.net.sender import send_files
 
 
 @dataclass(frozen=True)
+class DeadLetter:
+    path: Path
+    destination: str
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True)
 class ResendResult:
     moved: tuple[tuple[str, str, int], ...]
     """(recorded destination, destination it was delivered to, SRs) for what was sent."""
@@ -27,14 +35,6 @@ class ResendResult:
     @property
     def sent(self) -> int:
         return sum(n for _, _, n in self.moved)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    path: Path
-    destination: str
-    reason: str
-    attempts: int
 
 
 class DeadLetterBox:

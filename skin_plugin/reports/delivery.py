@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +22,6 @@ from skin_plugin.reports.json_report import write_json, write_text_atomic
 
 HTML_START, HTML_END = "<!--delivery-->", "<!--/delivery-->"
 """Markers around the delivery section of ``report.html`` (user text is escaped: it cannot hold them)."""
-LOCK_NAME = ".delivery.lock"
 DEAD_LETTER_DIR = "dead-letter"
 """Under a batch's output folder: SRs that could not be delivered (``skin-plugin resend`` sends them)."""
 
@@ -113,7 +113,8 @@ def record_delivery(out_dir: Path, deliveries: Sequence[Delivery] | None = None,
     summary_path = out / SUMMARY_NAME
     if not summary_path.is_file():
         return None
-    with open(out / LOCK_NAME, "a") as lock:
+    lock = os.open(out, os.O_RDONLY)  # the folder itself: the files are replaced, not rewritten in place
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         summary = json.loads(summary_path.read_text("utf-8"))
         current = tuple(Delivery.from_dict(d) for d in summary.get("delivery", []))
@@ -126,4 +127,6 @@ def record_delivery(out_dir: Path, deliveries: Sequence[Delivery] | None = None,
             pattern = re.compile(re.escape(HTML_START) + ".*?" + re.escape(HTML_END), re.DOTALL)
             if pattern.search(html):
                 write_text_atomic(pattern.sub(lambda _: delivery_html(new), html, count=1), report)
+    finally:
+        os.close(lock)  # releases the lock
     return new

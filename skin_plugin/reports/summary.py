@@ -74,7 +74,8 @@ class BatchSummary:
     queue_wait_p95_ms: float | None = None
     workers: tuple[WorkerThroughput, ...] = ()
     delivery: tuple[Delivery, ...] = ()
-    """SRs sent back per destination (empty: no route); rewritten as routing and resends go on."""
+    """SRs sent back per destination (empty: no route); :func:`~skin_plugin.reports.delivery.record_delivery`
+    rewrites it in summary.json as SRs are delivered, when routing gives up and after each resend."""
 
     @classmethod
     def from_results(cls, results: list[ScoreResult], wall_s: float, model: ModelIdentity, *,
