@@ -232,12 +232,14 @@ def resend_command(folder: Annotated[Path, typer.Argument(help="A dead-letter fo
     for letter in result.failing:
         err.print(f"  {letter.path.name}: {letter.reason}", markup=False, soft_wrap=True)
     if result.moved:
-        _count_resent(folder.resolve().parent, settings, result.moved)
+        _count_resent(folder.resolve().parent, settings, result.moved,
+                      explicit=bool(broker or os.environ.get("SKIN_BROKER_URL")))
     if result.failing:
         raise typer.Exit(1)
 
 
-def _count_resent(out: Path, settings: WorkerSettings, moved: tuple[tuple[str, str, int], ...]) -> None:
+def _count_resent(out: Path, settings: WorkerSettings, moved: tuple[tuple[str, str, int], ...],
+                  explicit: bool) -> None:
     """Move the resent SRs from dead-lettered to sent in the batch's files, Redis and Prometheus."""
     import redis
 
@@ -261,4 +263,5 @@ def _count_resent(out: Path, settings: WorkerSettings, moved: tuple[tuple[str, s
         for source, target, n in moved:
             store.mark_resent(batch_id, source, target, n)
     except redis.RedisError as exc:  # the files are updated; the queue's copy expires by itself
-        err.print(f"batch {batch_id}: its state in Redis was not updated ({type(exc).__name__})", markup=False)
+        if explicit:  # else the batch ran on an embedded Redis, gone with its run: nothing to say
+            err.print(f"batch {batch_id}: its state in Redis was not updated ({type(exc).__name__})", markup=False)
