@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SAMPLES := tests/fixtures/samples
 
-.PHONY: install run test lint train release clean worker-footprint bench system-deps
+.PHONY: install run test lint train release clean worker-footprint bench bench-urgent system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,3 +63,6 @@ worker-footprint:  ## Install size and per-process memory of the torch-free serv
 
 bench: $(STAMP)  ## Inference speed table (JSON in bench.json).
 	$(BIN)/skin-plugin bench --json bench.json
+
+bench-urgent: $(STAMP)  ## Urgent-path latency, last C-STORE to SRs in a real Orthanc (needs make system-deps).
+	$(BIN)/python -m benchmarks.urgent_latency --json benchmarks/results/urgent_latency.json

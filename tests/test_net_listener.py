@@ -181,3 +181,14 @@ def test_a_batch_the_queue_lost_is_submitted_again_and_a_reported_one_removed_af
     result = spool.sweep(t0 + 3600)
     assert result.removed == 1 and result.pending == 1 and result.resubmitted == []
     assert not folders[first].exists() and folders[second].is_dir()
+
+
+def test_the_flush_thread_knows_when_the_next_study_becomes_stable(fullres_dicoms, tmp_path):
+    """The listener sleeps until then (not a fixed second): the urgent path waits ``--stable-seconds``, no more."""
+    spool = Spool(tmp_path / "spool", RecordingQueue(), stable_s=5.0)
+    assert spool.seconds_to_next_stable() is None
+    store_files(spool, fullres_dicoms[:2])
+    first = min(spool._last.values())
+    assert spool.seconds_to_next_stable(first + 1.5) == pytest.approx(3.5)
+    assert spool.seconds_to_next_stable(first + 9.0) == 0.0
+    assert len(spool.flush_stable(first + 9.0)) == 2 and spool.seconds_to_next_stable() is None

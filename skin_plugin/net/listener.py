@@ -44,8 +44,9 @@ REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)
 
 @dataclass
 class StoreListener:
-    """The SCP: ``start()`` returns at once (server thread); stable studies are flushed every second and
-    the spool reconciled with the queue every ``sweep_s`` seconds."""
+    """The SCP: ``start()`` returns at once (server thread); a study is queued as soon as it is stable (the
+    flush thread wakes then, or on a new instance, and at least every second) and the spool reconciled with
+    the queue every ``sweep_s`` seconds."""
 
     spool: Spool
     ae_title: str = "SKINAI"
@@ -62,6 +63,7 @@ class StoreListener:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._count_lock = threading.Lock()
         self._server: GuardedServer | None = None
         self._flusher: threading.Thread | None = None
@@ -133,6 +135,7 @@ class StoreListener:
             ds = event.dataset
             study, sop = str(ds.StudyInstanceUID), str(event.request.AffectedSOPInstanceUID)
             self.spool.store(study, sop, event.encoded_dataset())
+            self._wake.set()  # the flush thread recomputes when the study becomes stable
         except ValueError as exc:  # missing/invalid UIDs: never used as file names
             log.warning("refused an instance with invalid identifiers: %s", type(exc).__name__)
             return STATUS_CANNOT_UNDERSTAND
@@ -192,10 +195,16 @@ class StoreListener:
                         log.info("removed %d reported study folder(s) from the spool", swept.removed)
             except Exception:  # noqa: BLE001 - e.g. broker down: keep the spool, try again next second
                 log.exception("could not queue a stable study; will retry")
-            self._stop.wait(1.0)
+                self._stop.wait(1.0)
+            due = self.spool.seconds_to_next_stable()
+            self._wake.wait(1.0 if due is None else min(1.0, due + 0.005))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._server is not None:
             self._server.shutdown()
         if self._flusher is not None:

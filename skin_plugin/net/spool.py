@@ -141,6 +141,14 @@ class Spool:
                 result.removed += 1
         return result
 
+    def seconds_to_next_stable(self, now: float | None = None) -> float | None:
+        """Seconds until the next receiving study has been quiet for ``stable_s`` (0: one is due), None if none."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if not self._last:
+                return None
+            return max(0.0, min(self._last.values()) + self.stable_s - now)
+
     def pending_studies(self) -> int:
         with self._lock:
             return len(self._last)
