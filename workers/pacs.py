@@ -207,6 +207,9 @@ def _print_pulled(server: str, since: str | None, pulled: PullResult) -> None:
     other = f" ({by_other}: their StudyDate is empty)" if by_other else ""
     err.print(f"found {pulled.found} photographic instance(s){when} at {server}{other}", markup=False,
               soft_wrap=True)
+    if pulled.unmatchable_dates:
+        err.print(f"note: the archive cannot match {', '.join(pulled.unmatchable_dates)}: instances with an empty "
+                  "StudyDate dated only by them are not found with --since", markup=False, soft_wrap=True)
     invalid = f", {pulled.invalid_uid} with an invalid UID" if pulled.invalid_uid else ""
     err.print(f"skipped {pulled.already_scored} already scored by this model{invalid}", markup=False, soft_wrap=True)
 

@@ -40,7 +40,7 @@ class PullError(RuntimeError):
 
 
 OTHER_DATES = ("SeriesDate", "ContentDate", "AcquisitionDate", "AcquisitionDateTime")
-"""With ``--since``, instances whose StudyDate is empty are matched by these (first one set wins)."""
+"""With ``--since``, instances whose StudyDate is empty are matched by these."""
 _DATE_TAGS = {"StudyDate": "00080020", "SeriesDate": "00080021", "ContentDate": "00080023",
               "AcquisitionDate": "00080022", "AcquisitionDateTime": "0008002A"}
 
@@ -53,6 +53,8 @@ class PullResult:
     """Photographic instances matching the filters."""
     dated_otherwise: dict[str, int] = field(default_factory=dict)
     """Of those (``since`` given): instances with an empty StudyDate matched by another date, per attribute."""
+    unmatchable_dates: list[str] = field(default_factory=list)
+    """Of :data:`OTHER_DATES`, those the archive refused to match on (HTTP 400 or 501)."""
     already_scored: int = 0
     invalid_uid: int = 0
     files: list[Path] = field(default_factory=list)
@@ -80,8 +82,11 @@ def find_instances(client: Any, since: str | None = None, modality: str | None =
                    result: PullResult | None = None) -> list[dict[str, str]]:
     """(study, series, sop) UIDs of every photographic instance matching the filters.
 
-    ``since``: StudyDate on or after it; an instance whose StudyDate is empty matches by the first of
-    :data:`OTHER_DATES` it has (counted in ``result.dated_otherwise``)."""
+    ``since``: StudyDate on or after it; an instance whose StudyDate is empty matches if any of
+    :data:`OTHER_DATES` is on or after it (counted in ``result.dated_otherwise`` under the first that
+    matched; an attribute the archive refuses to match on is noted in ``result.unmatchable_dates``)."""
+    import requests
+
     found: dict[str, dict[str, str]] = {}
     for date_attr in ("StudyDate", *OTHER_DATES) if since else (None,):
         for sop_class in ACCEPTED_SOP_CLASSES:
@@ -91,7 +96,16 @@ def find_instances(client: Any, since: str | None = None, modality: str | None =
             if modality:
                 filters["Modality"] = modality
             fields = ["StudyDate"] if date_attr and date_attr != "StudyDate" else None  # to tell it is empty
-            for item in client.search_for_instances(search_filters=filters, fields=fields, get_remaining=True):
+            try:
+                items = client.search_for_instances(search_filters=filters, fields=fields, get_remaining=True)
+            except requests.HTTPError as exc:  # an archive that cannot match this attribute
+                status = getattr(exc.response, "status_code", None)
+                if date_attr in (None, "StudyDate") or status not in (400, 501):
+                    raise
+                if result is not None and date_attr not in result.unmatchable_dates:
+                    result.unmatchable_dates.append(date_attr)
+                continue
+            for item in items:
                 if _value(item, SOP_CLASS_UID) not in ACCEPTED_SOP_CLASSES:
                     continue  # archives that ignore the SOPClassUID filter
                 sop = _value(item, SOP_UID)
