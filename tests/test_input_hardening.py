@@ -47,13 +47,24 @@ def score_in_process(inputs: list[Path] | Path, out: Path, env: dict[str, str] |
     args = [CLI, "score", *map(str, inputs if isinstance(inputs, list) else [inputs]), "--in-process",
             "--out", str(out)]
     logs = out.parent / f".{out.name}.log"
+    peak_file = logs.with_suffix(".peak")
+    # A child's ru_maxrss counts the memory of the process it was forked from (the kernel records the old
+    # mm's high-water mark at exec), so a large pytest process would inflate it: a small launcher forks it.
+    launcher = [sys.executable, "-c", WAIT4_LAUNCHER, str(peak_file), *args]
     with open(logs.with_suffix(".out"), "w") as stdout, open(logs.with_suffix(".err"), "w") as stderr:
-        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    result = subprocess.CompletedProcess(args, proc.returncode, logs.with_suffix(".out").read_text(),
+        code = subprocess.run(launcher, stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})}).returncode
+    result = subprocess.CompletedProcess(args, code, logs.with_suffix(".out").read_text(),
                                          logs.with_suffix(".err").read_text())
-    return result, usage.ru_maxrss // 1024
+    return result, int(peak_file.read_text()) // 1024
+
+
+WAIT4_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def summary_of(out: Path) -> dict:
