@@ -59,7 +59,7 @@ CHANNEL_STD: tuple[float, float, float] = (0.1403, 0.1516, 0.1680)
 
 # --- Model identity ----------------------------------------------------------------------
 MODEL_NAME: str = "LesionCNN"
-MODEL_VERSION: str = "2.0.0"
+MODEL_VERSION: str = "1.2.0"
 ACTIVATION: str = "silu"
 """LesionCNN's nonlinearity in the shipped model (``skin_plugin.networks.ACTIVATIONS``)."""
 LEGACY_ACTIVATION: str = "relu"

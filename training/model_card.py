@@ -301,7 +301,8 @@ def _comparison_lines(comparison: dict | None) -> list[str]:
     return [*lines, "", *_speed_lines(comparison.get("speed", []))]
 
 
-SPEED_NAMES = {"lesioncnn": "shipped", "previous": "previous release", "transfer": "transfer model",
+SPEED_NAMES = {"lesioncnn": "shipped", "previous": "other release (bench --previous-release)",
+               "transfer": "transfer model",
                "resnet50": "ResNet50 (untrained, FP32)"}
 """Row names of ``skin-plugin bench`` as the card shows them."""
 
