@@ -11,7 +11,7 @@ pixels, and which names the problem when the data is bad.
 
 from __future__ import annotations
 
-import os
+import sys
 import warnings
 from functools import lru_cache
 from io import BytesIO
@@ -23,6 +23,7 @@ import simplejpeg
 from PIL import Image
 
 from skin_plugin.constants import INPUT_HEIGHT, INPUT_WIDTH
+from skin_plugin.env_settings import env_int
 
 MAX_IMAGE_PIXELS = 100_000_000
 """Decompression-bomb guard: refuse images larger than this many pixels."""
@@ -43,16 +44,8 @@ class DecodedSizeError(ImageDecodeError):
 
 def max_decoded_bytes(env: dict[str, str] | None = None) -> int:
     """The byte budget: ``SKIN_MAX_DECODED_BYTES`` (a positive integer) or the default."""
-    value = (os.environ if env is None else env).get(BUDGET_VARIABLE, "").strip()
-    if not value:
-        return DEFAULT_MAX_DECODED_BYTES
-    try:
-        budget = int(value)
-    except ValueError:
-        budget = 0
-    if budget <= 0:
-        raise ValueError(f"{BUDGET_VARIABLE} must be a positive number of bytes, not {value[:40]!r}")
-    return budget
+    return env_int(BUDGET_VARIABLE, DEFAULT_MAX_DECODED_BYTES, 1, sys.maxsize,
+                   "must be a positive number of bytes", env)
 
 
 MAX_DECODED_BYTES = max_decoded_bytes()

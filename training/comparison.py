@@ -41,8 +41,7 @@ class Candidate:
         return cls(label, Path(path), chosen)
 
 
-def _scored_release(candidate: Candidate, scratch: Path, data_dir: Path, bootstrap: int) -> ModelRelease:
-    out = scratch / f"c{abs(hash(candidate.label))}"
+def _scored_release(candidate: Candidate, out: Path, data_dir: Path, bootstrap: int) -> ModelRelease:
     if (candidate.path / MANIFEST_NAME).exists():
         shutil.copytree(candidate.path, out)
         release = ModelRelease.load(out)
@@ -66,8 +65,8 @@ def compare(candidates: list[Candidate], out: Path, data_dir: Path = DEFAULT_DAT
     """Score every candidate on its splits; add the OpenVINO speeds of ``benches``; write ``out`` (JSON)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for candidate in candidates:
-            release = _scored_release(candidate, Path(tmp), data_dir, bootstrap)
+        for i, candidate in enumerate(candidates):
+            release = _scored_release(candidate, Path(tmp) / f"candidate{i}", data_dir, bootstrap)
             metrics = json.loads((release.directory / "metrics.json").read_text())
             missing = set(candidate.splits) - set(metrics)
             if missing:

@@ -18,10 +18,10 @@ sort like their images, and SRs of different images of a study get different num
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 
 from skin_plugin.dicom.records import DicomSourceInfo
+from skin_plugin.env_settings import env_int
 from skin_plugin.results import ScoreResult
 
 SERIES_NUMBER_VARIABLE = "SKIN_SR_SERIES_NUMBER"
@@ -35,16 +35,8 @@ _HASHED_SPAN = MAX_IS - _HASHED_BASE
 
 def sr_series_number(env: Mapping[str, str] | None = None) -> int:
     """``SKIN_SR_SERIES_NUMBER`` (an integer from 1 to 2147483647) or the default, 9000."""
-    value = (os.environ if env is None else env).get(SERIES_NUMBER_VARIABLE, "").strip()
-    if not value:
-        return DEFAULT_SR_SERIES_NUMBER
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= MAX_IS:
-        raise ValueError(f"{SERIES_NUMBER_VARIABLE} must be an integer from 1 to {MAX_IS}, not {value[:40]!r}")
-    return number
+    return env_int(SERIES_NUMBER_VARIABLE, DEFAULT_SR_SERIES_NUMBER, 1, MAX_IS,
+                   f"must be an integer from 1 to {MAX_IS}", env)
 
 
 SR_SERIES_NUMBER = sr_series_number()
